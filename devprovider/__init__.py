@@ -1,0 +1,416 @@
+"""Local OpenID Connect provider for tests and development.
+
+Runs ``provider.mjs`` (panva's oidc-provider, pinned in ``package.json``) over
+HTTPS on 127.0.0.1 with the issuer ``https://127.0.0.1:PORT/op``, and drives
+its development login, consent and logout pages with ``requests`` the way a
+browser would.  See ``provider.mjs`` for the clients, resources and
+environment variables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import parse_qsl, urljoin, urlsplit
+
+import requests
+import trustme
+
+__all__ = [
+    "DEVPROVIDER_DIR",
+    "DevProvider",
+    "DevProviderError",
+    "SignInResult",
+    "make_ca",
+]
+
+DEVPROVIDER_DIR = Path(__file__).resolve().parent
+READY_TIMEOUT = 30.0
+MAX_STEPS = 20
+
+
+class DevProviderError(RuntimeError):
+    """The provider failed to start or answered a browser step unexpectedly."""
+
+
+def make_ca(directory: Path | str) -> tuple[Path, Path, Path]:
+    """Write a fresh test CA and a server certificate for 127.0.0.1 and localhost.
+
+    Returns the paths of the CA certificate, the server certificate chain and
+    the server private key (all PEM).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    ca_path = directory / "ca.pem"
+    cert_path = directory / "server-cert.pem"
+    key_path = directory / "server-key.pem"
+    ca.cert_pem.write_to_path(str(ca_path))
+    cert_path.write_bytes(b"".join(blob.bytes() for blob in server.cert_chain_pems))
+    server.private_key_pem.write_to_path(str(key_path))
+    return ca_path, cert_path, key_path
+
+
+@dataclass
+class SignInResult:
+    """Where the provider sent the browser at the end of an authorization request.
+
+    ``url`` is the redirect_uri with the response in its query (query response
+    mode), or the action of the auto-submitting form (form_post), whose hidden
+    fields are in ``form``.  ``session`` holds the provider's cookies.
+    """
+
+    url: str
+    form: dict[str, str] | None
+    session: requests.Session
+
+    @property
+    def params(self) -> dict[str, str]:
+        """The authorization response parameters (query string or form fields)."""
+        if self.form is not None:
+            return dict(self.form)
+        return dict(parse_qsl(urlsplit(self.url).query))
+
+
+@dataclass
+class _Form:
+    action: str
+    method: str
+    attrs: dict[str, str]
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+class _FormParser(HTMLParser):
+    """Collects the forms of a page with their input fields."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forms: list[_Form] = []
+        self._open: _Form | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {name: value or "" for name, value in attrs}
+        if tag == "form":
+            self._open = _Form(
+                values.get("action", ""), values.get("method", "get").lower(), values
+            )
+            self.forms.append(self._open)
+        elif tag == "input" and self._open is not None and "name" in values:
+            self._open.fields[values["name"]] = values.get("value", "")
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+        if tag == "form":
+            self._open = None
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self._open = None
+
+
+def _forms(html: str) -> list[_Form]:
+    parser = _FormParser()
+    parser.feed(html)
+    parser.close()
+    return parser.forms
+
+
+class DevProvider:
+    """A running ``provider.mjs``: start, drive its pages, read its request log."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        self.issuer: str = ""
+        self.port: int = 0
+        self.workdir: Path | None = None
+        self.ca_path: Path | None = None
+        self.log_path: Path | None = None
+        self.last_session: requests.Session | None = None
+        self._metadata: dict[str, Any] | None = None
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self, workdir: Path | str, port: int = 0, **env: str | int) -> Self:
+        """Start the provider (port 0: a free one) with extra ``OP_*`` env variables.
+
+        Files (CA, certificates, request log, stdout/stderr) go to ``workdir``.
+        """
+        if self.process is not None:
+            raise DevProviderError("provider already started")
+        ensure_node_modules()
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        ca_path, cert_path, key_path = make_ca(workdir)
+        log_path = workdir / "op-requests.jsonl"
+        log_path.write_text("")
+        stdout_path = workdir / "op-stdout.log"
+        stderr_path = workdir / "op-stderr.log"
+        child_env = dict(os.environ)
+        child_env.update(
+            OP_PORT=str(port),
+            OP_CERT=str(cert_path),
+            OP_KEY=str(key_path),
+            OP_LOG=str(log_path),
+        )
+        child_env.update({name: str(value) for name, value in env.items()})
+        node = shutil.which("node")
+        if node is None:
+            raise DevProviderError(
+                "node is not installed (needed by devprovider/provider.mjs)"
+            )
+        with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
+            self.process = subprocess.Popen(
+                [node, str(DEVPROVIDER_DIR / "provider.mjs")],
+                cwd=DEVPROVIDER_DIR,
+                env=child_env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+            )
+        self.workdir, self.ca_path, self.log_path = workdir, ca_path, log_path
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            for line in stdout_path.read_text(errors="replace").splitlines():
+                if line.startswith("READY "):
+                    self.issuer = line.split(" ", 1)[1].strip()
+                    self.port = urlsplit(self.issuer).port or 443
+                    return self
+            code = self.process.poll()
+            if code is not None or time.monotonic() > deadline:
+                self.stop()
+                why = (
+                    f"exited with code {code}"
+                    if code is not None
+                    else f"not ready in {READY_TIMEOUT:.0f} s"
+                )
+                stderr = stderr_path.read_text(errors="replace").strip()
+                raise DevProviderError(f"devprovider {why}; stderr:\n{stderr}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop the provider process (idempotent)."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- HTTP helpers --------------------------------------------------------
+
+    def browser(self) -> requests.Session:
+        """A new cookie-keeping session trusting only the provider's CA."""
+        session = requests.Session()
+        session.trust_env = False
+        session.verify = str(self._require_ca())
+        return session
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The provider's discovery document."""
+        if self._metadata is None:
+            url = f"{self.issuer}/.well-known/openid-configuration"
+            with self.browser() as session:
+                response = session.get(url, timeout=10)
+            response.raise_for_status()
+            self._metadata = response.json()
+        return self._metadata
+
+    def _require_ca(self) -> Path:
+        if self.ca_path is None:
+            raise DevProviderError("provider not started")
+        return self.ca_path
+
+    def _is_provider_url(self, url: str) -> bool:
+        return url == self.issuer or url.startswith(
+            (self.issuer + "/", self.issuer + "?")
+        )
+
+    def sign_in(
+        self,
+        authorize_url: str,
+        login: str = "alice",
+        *,
+        session: requests.Session | None = None,
+    ) -> SignInResult:
+        """Drive the login and consent pages for ``authorize_url`` as user ``login``.
+
+        Redirects inside the provider are followed, the final one to the
+        redirect_uri is not.  A new browser session is used unless ``session``
+        is given (pass one to reuse the provider's single sign-on cookies); it
+        is kept as ``last_session`` for :meth:`end_session`.
+        """
+        browser = session if session is not None else self.browser()
+        self.last_session = browser
+        method, url, data = "get", authorize_url, None
+        for _ in range(MAX_STEPS):
+            response = browser.request(
+                method, url, data=data, allow_redirects=False, timeout=30
+            )
+            if response.is_redirect:
+                target = urljoin(response.url, response.headers["location"])
+                if not self._is_provider_url(target):
+                    return SignInResult(url=target, form=None, session=browser)
+                method, url, data = "get", target, None
+                continue
+            forms = (
+                _forms(response.text)
+                if "html" in response.headers.get("content-type", "")
+                else []
+            )
+            if not forms:
+                raise DevProviderError(
+                    f"unexpected provider answer {response.status_code} for {url}: {response.text[:2000]}"
+                )
+            form = forms[0]
+            action = urljoin(response.url, form.action)
+            prompt = form.fields.get("prompt")
+            if prompt == "login":
+                method, url, data = (
+                    "post",
+                    action,
+                    {"prompt": "login", "login": login, "password": "x"},
+                )
+            elif prompt == "consent":
+                method, url, data = "post", action, {"prompt": "consent"}
+            elif not self._is_provider_url(action):
+                return SignInResult(url=action, form=dict(form.fields), session=browser)
+            else:
+                raise DevProviderError(
+                    f"unexpected provider page at {url}: {response.text[:2000]}"
+                )
+        raise DevProviderError(f"sign-in did not finish in {MAX_STEPS} steps")
+
+    def end_session(self, url: str, *, session: requests.Session | None = None) -> str:
+        """Open an end-session URL, confirm "Yes, sign me out", return where it leads.
+
+        Uses ``session`` or the browser of the last :meth:`sign_in`.  Returns
+        the post_logout_redirect_uri location (or the provider's success page
+        URL when none was requested).
+        """
+        browser = session or self.last_session or self.browser()
+        method, data = "get", None
+        for _ in range(MAX_STEPS):
+            response = browser.request(
+                method, url, data=data, allow_redirects=False, timeout=30
+            )
+            if response.is_redirect:
+                target = urljoin(response.url, response.headers["location"])
+                if not self._is_provider_url(target):
+                    return target
+                method, url, data = "get", target, None
+                continue
+            logout = [
+                f for f in _forms(response.text) if f.attrs.get("id") == "op.logoutForm"
+            ]
+            if response.status_code == 200 and logout:
+                method, data = "post", {**logout[0].fields, "logout": "yes"}
+                url = urljoin(response.url, logout[0].action)
+                continue
+            if response.status_code == 200:
+                return response.url
+            raise DevProviderError(
+                f"unexpected provider answer {response.status_code} for {url}: {response.text[:2000]}"
+            )
+        raise DevProviderError(f"end-session did not finish in {MAX_STEPS} steps")
+
+    def revoke(
+        self,
+        token: str,
+        client_id: str,
+        client_secret: str,
+        token_type_hint: str | None = None,
+    ) -> None:
+        """Revoke a refresh or access token at the revocation endpoint."""
+        data = {"token": token}
+        if token_type_hint:
+            data["token_type_hint"] = token_type_hint
+        with self.browser() as session:
+            response = session.post(
+                self.metadata["revocation_endpoint"],
+                data=data,
+                auth=(client_id, client_secret),
+                timeout=10,
+            )
+        if response.status_code != 200:
+            raise DevProviderError(
+                f"revocation failed: {response.status_code} {response.text}"
+            )
+
+    # -- request log ---------------------------------------------------------
+
+    def requests_log(self) -> list[dict[str, Any]]:
+        """Every request the provider received so far: t, method, path, status."""
+        if self.log_path is None or not self.log_path.exists():
+            return []
+        lines = self.log_path.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def mark(self) -> int:
+        """The number of logged requests so far, for :meth:`requests_since`."""
+        return len(self.requests_log())
+
+    def requests_since(
+        self, mark: int, path_contains: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Requests logged after ``mark``, optionally only those whose path contains a string."""
+        entries = self.requests_log()[mark:]
+        if path_contains is not None:
+            entries = [entry for entry in entries if path_contains in entry["path"]]
+        return entries
+
+    def token_requests_since(self, mark: int) -> list[dict[str, Any]]:
+        """POSTs to the token endpoint logged after ``mark``."""
+        token_path = urlsplit(self.issuer).path + "/token"
+        return [
+            e
+            for e in self.requests_since(mark)
+            if e["method"] == "POST" and e["path"] == token_path
+        ]
+
+
+def ensure_node_modules() -> None:
+    """Run ``npm ci`` in devprovider/ unless oidc-provider is installed there."""
+    if (DEVPROVIDER_DIR / "node_modules" / "oidc-provider" / "package.json").exists():
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        raise DevProviderError(
+            "npm is not installed; it is needed to install devprovider's oidc-provider"
+        )
+    result = subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=DEVPROVIDER_DIR,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise DevProviderError(
+            f"npm ci in {DEVPROVIDER_DIR} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )

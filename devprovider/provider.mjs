@@ -1,0 +1,271 @@
+// Local OpenID Connect provider for msal_wsgi tests and development.
+//
+// panva/oidc-provider mounted under /op on an HTTPS server bound to 127.0.0.1,
+// configured to behave like Entra ID where the tests care:
+//   * API scopes "api://X/..." select the resource "api://X" (JWT access tokens,
+//     aud = api://X, scope claim);
+//   * a refresh token is issued for every authorization code exchange of a
+//     client allowed the refresh_token grant (no prompt=consent needed), and it
+//     is good for every declared resource (multi-resource refresh tokens).
+//
+// Environment:
+//   OP_PORT          port to listen on (required; 0 = any free port)
+//   OP_CERT, OP_KEY  PEM files of the TLS server certificate and key (required)
+//   OP_LOG           file receiving one JSON line per HTTP request (optional)
+//   OP_AT_TTL        access token lifetime of todo-web, seconds (default 3600)
+//   OP_SHORT_AT_TTL  access token lifetime of todo-web-short and
+//                    todo-web-rotating, seconds (default 303)
+//   OP_VERBOSE       when set, keep oidc-provider's development warnings
+//
+// Prints "READY <issuer>" on stdout once listening.
+
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { appendFileSync, readFileSync } from 'node:fs';
+import https from 'node:https';
+
+const env = (name, fallback) => (process.env[name] === undefined || process.env[name] === '' ? fallback : process.env[name]);
+const required = (name) => {
+  const value = env(name);
+  if (value === undefined) {
+    console.error(`provider.mjs: environment variable ${name} is required`);
+    process.exit(2);
+  }
+  return value;
+};
+
+const PORT = Number(required('OP_PORT'));
+const CERT = readFileSync(required('OP_CERT'));
+const KEY = readFileSync(required('OP_KEY'));
+const LOG = env('OP_LOG');
+const AT_TTL = Number(env('OP_AT_TTL', '3600'));
+const SHORT_AT_TTL = Number(env('OP_SHORT_AT_TTL', '303'));
+const MOUNT = '/op';
+
+if (!env('OP_VERBOSE')) {
+  // oidc-provider prints development-only notices (devInteractions, default
+  // TTLs, default pages) through console.info / console.warn; keep quiet.
+  const { info, warn } = console;
+  const quiet = (fn) => (...args) => {
+    if (typeof args[0] === 'string' && args[0].startsWith('oidc-provider ')) return;
+    fn.apply(console, args);
+  };
+  console.info = quiet(info);
+  console.warn = quiet(warn);
+}
+
+// Imported after the console filter: oidc-provider warns at import time (e.g.
+// about running on Node.js 20).
+const { default: Provider, errors } = await import('oidc-provider');
+
+// Resource servers, like Entra app registrations exposing API scopes.
+const RESOURCES = new Map([
+  ['api://todo', ['api://todo/ToDoList.Read', 'api://todo/ToDoList.ReadWrite']],
+]);
+for (let n = 1; n <= 20; n += 1) {
+  RESOURCES.set(`api://r${n}`, [`api://r${n}/access`]);
+}
+
+/** Declared resources named by the "api://X/..." scopes of a scope string, in order. */
+function resourcesOfScope(scope) {
+  const found = [];
+  for (const value of (scope || '').split(' ')) {
+    const match = /^(api:\/\/[^/]+)\/./.exec(value);
+    if (match && RESOURCES.has(match[1]) && !found.includes(match[1])) found.push(match[1]);
+  }
+  return found;
+}
+
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1']);
+
+function loopbackUrl(value) {
+  const url = URL.parse(value);
+  if (!url || !['http:', 'https:'].includes(url.protocol) || !LOOPBACK_HOSTS.has(url.hostname)) return undefined;
+  return url;
+}
+
+const CONFIDENTIAL = {
+  grant_types: ['authorization_code', 'refresh_token'],
+  response_types: ['code'],
+  token_endpoint_auth_method: 'client_secret_basic', // client_secret_post is accepted as well
+  redirect_uris: ['http://localhost/auth/callback', 'http://localhost:5000/auth/callback'],
+  post_logout_redirect_uris: ['http://localhost/', 'http://localhost:5000/'],
+};
+
+const SHORT_TTL_CLIENTS = new Set(['todo-web-short', 'todo-web-rotating']);
+
+const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: randomBytes(8).toString('hex'), alg: 'RS256', use: 'sig' };
+
+const issuer = (port) => `https://127.0.0.1:${port}${MOUNT}`;
+
+const configuration = {
+  clients: [
+    { client_id: 'todo-web', client_secret: 'todo-web-secret', ...CONFIDENTIAL },
+    { client_id: 'todo-web-short', client_secret: 'todo-web-short-secret', ...CONFIDENTIAL },
+    { client_id: 'todo-web-rotating', client_secret: 'todo-web-rotating-secret', ...CONFIDENTIAL },
+  ],
+  jwks: { keys: [signingKey] },
+  cookies: { keys: [randomBytes(32).toString('base64url')] },
+  responseTypes: ['code'],
+  scopes: ['openid', 'offline_access', 'profile', 'email'],
+  claims: {
+    openid: ['sub'],
+    profile: ['name', 'preferred_username'],
+    email: ['email', 'email_verified'],
+  },
+  conformIdTokenClaims: false,
+  async findAccount(ctx, sub) {
+    return {
+      accountId: sub,
+      async claims() {
+        return {
+          sub, name: sub, preferred_username: sub, email: `${sub}@example.test`, email_verified: true,
+        };
+      },
+    };
+  },
+  features: {
+    devInteractions: { enabled: true },
+    revocation: { enabled: true },
+    introspection: { enabled: true },
+    rpInitiatedLogout: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      // Entra-like: the resource is named by the requested scopes' "api://X/" prefix.
+      // oneOf is given when choosing among the resources a code/refresh token holds.
+      async defaultResource(ctx, client, oneOf) {
+        const wanted = resourcesOfScope(ctx.oidc.params.scope);
+        if (oneOf) return wanted.find((r) => oneOf.includes(r));
+        if (wanted.length === 0) return undefined;
+        return wanted.length === 1 ? wanted[0] : wanted;
+      },
+      async useGrantedResource() {
+        return true;
+      },
+      async getResourceServerInfo(ctx, resourceIndicator) {
+        const scopes = RESOURCES.get(resourceIndicator);
+        if (!scopes) throw new errors.InvalidTarget();
+        return {
+          scope: scopes.join(' '),
+          audience: resourceIndicator,
+          accessTokenFormat: 'jwt',
+          jwt: { sign: { alg: 'RS256' } },
+        };
+      },
+    },
+  },
+  // Entra-like consent: once a user consented to a client, the grant covers
+  // every declared resource (so the refresh token can be redeemed for any).
+  async loadExistingGrant(ctx) {
+    const grantId = ctx.oidc.result?.consent?.grantId
+      || ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
+    if (!grantId) return undefined;
+    const grant = await ctx.oidc.provider.Grant.find(grantId);
+    if (!grant) return undefined;
+    let changed = false;
+    for (const [resource, scopes] of RESOURCES) {
+      const have = new Set(grant.getResourceScopeEncountered(resource).split(' '));
+      const missing = scopes.filter((s) => !have.has(s));
+      if (missing.length) {
+        grant.addResourceScope(resource, missing.join(' '));
+        changed = true;
+      }
+    }
+    if (changed) await grant.save();
+    return grant;
+  },
+  // Entra-like refresh tokens: issued for every code exchange of a client
+  // allowed the refresh_token grant (prompt=consent is not needed), holding
+  // offline_access and every resource (and scope) the grant covers.
+  async issueRefreshToken(ctx, client, code) {
+    if (!client.grantTypeAllowed('refresh_token')) return false;
+    if (code.kind !== 'AuthorizationCode') return code.scopes.has('offline_access');
+    const grant = ctx.oidc.entities.Grant;
+    const scopes = code.scopes;
+    scopes.add('offline_access');
+    const resources = new Set(code.resource === undefined ? [] : [].concat(code.resource));
+    for (const [resource, declared] of RESOURCES) {
+      const granted = grant ? grant.getResourceScopeFiltered(resource, declared) : '';
+      if (granted) {
+        resources.add(resource);
+        granted.split(' ').forEach((s) => scopes.add(s));
+      }
+    }
+    // The refresh token is built from these fields of the (already redeemed) code.
+    code.scope = [...scopes].join(' ');
+    code.resource = resources.size === 1 ? [...resources][0] : [...resources];
+    return true;
+  },
+  expiresWithSession: async () => false,
+  rotateRefreshToken: (ctx) => ctx.oidc.client.clientId === 'todo-web-rotating',
+  pkce: { required: () => false },
+  ttl: {
+    AccessToken: (ctx, token, client) => (SHORT_TTL_CLIENTS.has(client.clientId) ? SHORT_AT_TTL : AT_TTL),
+    AuthorizationCode: 60,
+    IdToken: 3600,
+    RefreshToken: 14 * 24 * 3600,
+    Grant: 14 * 24 * 3600,
+    Session: 14 * 24 * 3600,
+    Interaction: 3600,
+  },
+  renderError(ctx, out) {
+    ctx.type = 'html';
+    const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+    ctx.body = `<!DOCTYPE html><html><head><title>oops! something went wrong</title></head><body>${
+      Object.entries(out).map(([k, v]) => `<pre><strong>${esc(k)}</strong>: ${esc(v)}</pre>`).join('')}</body></html>`;
+  },
+};
+
+function log(req, res, started) {
+  if (!LOG) return;
+  const path = (req.originalUrl || req.url).split('?')[0];
+  appendFileSync(LOG, `${JSON.stringify({
+    t: started / 1000, method: req.method, path, status: res.statusCode,
+  })}\n`);
+}
+
+let callback;
+const server = https.createServer({ cert: CERT, key: KEY }, (req, res) => {
+  // Log when the response is ended (before the client can see all of it), so a
+  // client that got its answer always finds its request in the log.
+  const started = Date.now();
+  let logged = false;
+  const once = () => { if (!logged) { logged = true; log(req, res, started); } };
+  const { end } = res;
+  res.end = function endAndLog(...args) { once(); return end.apply(this, args); };
+  res.on('close', once);
+  const { url } = req;
+  if (url === MOUNT || url.startsWith(`${MOUNT}/`) || url.startsWith(`${MOUNT}?`)) {
+    req.originalUrl = url;
+    req.url = url.slice(MOUNT.length) || '/';
+    if (req.url.startsWith('?')) req.url = `/${req.url}`;
+    callback(req, res);
+    return;
+  }
+  res.statusCode = 404;
+  res.setHeader('content-type', 'text/plain');
+  res.end('not found\n');
+});
+
+server.listen(PORT, '127.0.0.1', () => {
+  const { port } = server.address();
+  const provider = new Provider(issuer(port), configuration);
+
+  // Dynamic test ports: any loopback http(s) redirect_uri ending in /callback,
+  // and any loopback http(s) post_logout_redirect_uri.
+  provider.Client.prototype.redirectUriAllowed = function redirectUriAllowed(value) {
+    const url = loopbackUrl(value);
+    return !!url && url.pathname.endsWith('/callback') && !url.hash;
+  };
+  provider.Client.prototype.postLogoutRedirectUriAllowed = function postLogoutRedirectUriAllowed(value) {
+    const url = loopbackUrl(value);
+    return !!url && !url.hash;
+  };
+
+  callback = provider.callback();
+  process.stdout.write(`READY ${issuer(port)}\n`);
+});
+
+const stop = () => server.close(() => process.exit(0));
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
