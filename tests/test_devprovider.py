@@ -30,17 +30,6 @@ SECRETS = {
 }
 
 
-@pytest.fixture(scope="session")
-def devprovider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevProvider]:
-    """One provider for the session; REQUESTS_CA_BUNDLE points MSAL at its CA."""
-    with (
-        DevProvider().start(tmp_path_factory.mktemp("devprovider")) as provider,
-        pytest.MonkeyPatch.context() as patch,
-    ):
-        patch.setenv("REQUESTS_CA_BUNDLE", str(provider.ca_path))
-        yield provider
-
-
 def make_app(
     provider: DevProvider, client_id: str = "todo-web"
 ) -> msal.ConfidentialClientApplication:

@@ -1,0 +1,49 @@
+"""msal_wsgi: sign users in with Microsoft Entra ID or any OpenID Connect provider,
+and acquire access tokens for the web APIs your WSGI app calls.
+
+::
+
+    from beaker.middleware import SessionMiddleware
+    from msal_wsgi import MsalMiddleware, Protect
+
+    app = MsalMiddleware(app, client_id=..., client_credential=..., authority=...,
+                         redirect_uri="https://app.example/auth/callback",
+                         protect={"/todos": Protect(read=[READ], write=[READWRITE])})
+    app = SessionMiddleware(app, {"session.type": "file", "session.data_dir": "..."})
+"""
+
+from ._client import AccessToken
+from ._environ import ACQUIRE_TOKEN, MIDDLEWARE, ROUTE, TOKEN, USER
+from ._session import User
+from .errors import (
+    ConfigurationError,
+    InteractionRequired,
+    MsalWsgiError,
+    ProviderUnavailable,
+    SessionUnavailable,
+)
+from .middleware import MsalMiddleware
+from .paste import filter_app_factory, filter_factory
+from .settings import Protect, Settings
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MsalMiddleware",
+    "Protect",
+    "Settings",
+    "AccessToken",
+    "User",
+    "TOKEN",
+    "USER",
+    "ACQUIRE_TOKEN",
+    "ROUTE",
+    "MIDDLEWARE",
+    "MsalWsgiError",
+    "ConfigurationError",
+    "InteractionRequired",
+    "ProviderUnavailable",
+    "SessionUnavailable",
+    "filter_app_factory",
+    "filter_factory",
+]

@@ -1,0 +1,237 @@
+"""The only module that talks to msal.
+
+One :class:`msal.ConfidentialClientApplication` serves the whole process, so
+OpenID discovery happens once. Each user's token cache lives in their session,
+so every operation here takes the serialized cache in and hands the new one
+back; msal's own ``token_cache`` attribute is a router that forwards to the
+cache of the operation in progress on the current thread. msal's result dicts
+and exceptions are translated into :mod:`msal_wsgi.errors` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping
+
+import msal
+import requests
+
+from .errors import InteractionRequired, ProviderUnavailable
+from .settings import Settings
+
+log = logging.getLogger("msal_wsgi")
+
+#: msal answers these when only the user can fix things (sign in again, consent, MFA...).
+_INTERACTION_ERRORS = frozenset({
+    "invalid_grant", "interaction_required", "login_required", "consent_required",
+    "invalid_scope", "invalid_target", "access_denied", "invalid_request", "no_account",
+})
+#: msal never serves a cached access token with less than this left (seconds).
+EXPIRY_MARGIN = 300
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    """An access token for ``scopes``, valid until ``expires_on`` (Unix time)."""
+
+    value: str = field(repr=False)
+    expires_on: int
+    scopes: tuple[str, ...]
+    refresh_on: int | None = None
+
+    @property
+    def authorization(self) -> str:
+        """The ``Authorization`` header value: ``Bearer <token>``."""
+        return "Bearer " + self.value
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """What a redeemed authorization code yields."""
+
+    account_id: str
+    claims: Mapping[str, Any]
+    token: AccessToken | None
+    cache: str = field(repr=False)
+
+
+class _CacheRouter:
+    """Stands in as the one app's ``token_cache`` and forwards every call to the
+    cache of the operation running on this thread (see :meth:`IdentityClient._using`).
+
+    ``remove_rt`` and ``update_rt`` are real methods because msal captures them
+    as bound methods when it builds its client; everything else is looked up late.
+    """
+
+    def __init__(self) -> None:
+        self._current: contextvars.ContextVar[msal.SerializableTokenCache] = contextvars.ContextVar("msal_wsgi_cache")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._current.get(), name)
+
+    def add(self, *args: Any, **kwargs: Any) -> Any:
+        return self._current.get().add(*args, **kwargs)
+
+    def remove_rt(self, *args: Any, **kwargs: Any) -> Any:
+        return self._current.get().remove_rt(*args, **kwargs)
+
+    def update_rt(self, *args: Any, **kwargs: Any) -> Any:
+        return self._current.get().update_rt(*args, **kwargs)
+
+
+class _HttpClient:
+    """requests with a default timeout, remembering the discovery document msal fetched."""
+
+    def __init__(self, timeout: float) -> None:
+        self._session = requests.Session()  # trust_env: honours REQUESTS_CA_BUNDLE and proxies
+        self._timeout = timeout
+        self.discovery: dict[str, Any] = {}
+
+    def get(self, url: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self._timeout)
+        response = self._session.get(url, **kwargs)
+        if url.endswith("/.well-known/openid-configuration") and response.status_code == 200:
+            with contextlib.suppress(ValueError):
+                self.discovery = response.json()
+        return response
+
+    def post(self, url: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self._timeout)
+        return self._session.post(url, **kwargs)
+
+    def close(self) -> None:
+        self._session.close()
+
+
+class IdentityClient:
+    """Sign-in, code redemption and silent token acquisition against one authority."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._router = _CacheRouter()
+        self._http = _HttpClient(settings.http_timeout)
+        self._http_cache: dict[Any, Any] = {}
+        self._app: msal.ConfidentialClientApplication | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def _msal(self) -> msal.ConfidentialClientApplication:
+        if self._app is None:
+            with self._lock, self._using(msal.SerializableTokenCache()):
+                if self._app is None:
+                    try:
+                        self._app = msal.ConfidentialClientApplication(
+                            self._settings.client_id,
+                            client_credential=self._settings.client_credential,
+                            authority=self._settings.authority,
+                            oidc_authority=self._settings.oidc_authority,
+                            token_cache=self._router,  # type: ignore[arg-type]
+                            http_client=self._http,
+                            http_cache=self._http_cache,
+                        )
+                    except (requests.RequestException, ValueError) as exc:
+                        raise ProviderUnavailable(f"cannot load the authority's configuration: {exc}") from None
+        return self._app
+
+    @property
+    def end_session_endpoint(self) -> str | None:
+        """The provider's ``end_session_endpoint`` from discovery, if it has one."""
+        self._msal  # noqa: B018 - discovery happens on first use
+        return self._http.discovery.get("end_session_endpoint")
+
+    def check(self) -> dict[str, Any]:
+        """Load the authority's configuration now; returns the discovery document."""
+        self._msal  # noqa: B018
+        return dict(self._http.discovery)
+
+    @contextlib.contextmanager
+    def _using(self, cache: msal.SerializableTokenCache) -> Iterator[None]:
+        token = self._router._current.set(cache)
+        try:
+            yield
+        finally:
+            self._router._current.reset(token)
+
+    def begin_sign_in(self, scopes: tuple[str, ...], *, login_hint: str | None = None,
+                      prompt: str | None = None, domain_hint: str | None = None,
+                      claims_challenge: str | None = None) -> dict[str, Any]:
+        """Start an auth code flow (PKCE S256, state, nonce); returns msal's flow dict."""
+        with self._using(msal.SerializableTokenCache()):
+            app = self._msal
+            return app.initiate_auth_code_flow(
+                list(scopes), redirect_uri=self._settings.redirect_uri,
+                prompt=prompt or self._settings.prompt,
+                domain_hint=domain_hint or self._settings.domain_hint,
+                login_hint=login_hint, claims_challenge=claims_challenge,
+                response_mode=self._settings.response_mode)
+
+    def redeem(self, flow: dict[str, Any], params: Mapping[str, str], scopes: tuple[str, ...]) -> SignIn:
+        """Redeem the code in ``params`` for ``flow``, into a new, empty token cache."""
+        cache = msal.SerializableTokenCache()
+        with self._using(cache):
+            app = self._msal
+            try:
+                result = app.acquire_token_by_auth_code_flow(flow, dict(params))
+            except ValueError as exc:  # msal: state mismatch or malformed response
+                raise InteractionRequired(f"the sign-in response was rejected: {exc}") from None
+            except requests.RequestException as exc:
+                raise ProviderUnavailable(f"token endpoint unreachable: {type(exc).__name__}") from None
+            _raise_for_error(result)
+            claims = result.get("id_token_claims") or {}
+            accounts = app.get_accounts()
+            if not accounts:
+                raise InteractionRequired("the provider returned no account (no id_token)")
+            token = _token(result, scopes, time.time())
+            return SignIn(accounts[0]["home_account_id"], claims, token, cache.serialize())
+
+    def acquire_silent(self, cache_blob: str, account_id: str, scopes: tuple[str, ...], *,
+                       claims_challenge: str | None = None) -> tuple[AccessToken, str | None]:
+        """A token for ``scopes`` from the cache or by refresh token.
+
+        Returns the token and the new serialized cache, or ``None`` when unchanged.
+        """
+        cache = msal.SerializableTokenCache()
+        cache.deserialize(cache_blob)
+        with self._using(cache):
+            app = self._msal
+            account = next((a for a in app.get_accounts() if a.get("home_account_id") == account_id), None)
+            if account is None:
+                raise InteractionRequired("the signed-in account is not in the token cache")
+            now = time.time()
+            try:
+                result = app.acquire_token_silent_with_error(
+                    list(scopes), account, claims_challenge=claims_challenge)
+            except requests.RequestException as exc:
+                raise ProviderUnavailable(f"token endpoint unreachable: {type(exc).__name__}") from None
+            except ValueError as exc:  # malformed JSON from the token endpoint
+                raise ProviderUnavailable(f"malformed answer from the token endpoint: {exc}") from None
+            if result is None:
+                raise InteractionRequired("no refresh token for this account")
+            _raise_for_error(result)
+            return _token(result, scopes, now), (cache.serialize() if cache.has_state_changed else None)
+
+
+def _raise_for_error(result: Mapping[str, Any]) -> None:
+    error = result.get("error")
+    if not error:
+        if not result.get("access_token") and not result.get("id_token_claims"):
+            raise ProviderUnavailable("the token endpoint answered without a token")
+        return
+    description = str(result.get("error_description", ""))[:300]
+    if error in _INTERACTION_ERRORS:
+        raise InteractionRequired(f"{error}: {description}", claims_challenge=result.get("claims"))
+    raise ProviderUnavailable(f"{error}: {description}")
+
+
+def _token(result: Mapping[str, Any], scopes: tuple[str, ...], now: float) -> AccessToken | None:
+    value = result.get("access_token")
+    if not value or not scopes:
+        return None
+    refresh_on = result.get("refresh_on")
+    return AccessToken(value, int(now + int(result.get("expires_in", 0))), scopes,
+                       int(refresh_on) if refresh_on else None)

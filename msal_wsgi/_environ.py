@@ -1,0 +1,28 @@
+"""The environ contract: every key msal_wsgi reads or writes, defined once.
+
+WSGI turns request headers into ``HTTP_*`` keys, so lowercase dotted keys under
+``msal_wsgi.`` can never be produced by a client.
+"""
+
+from __future__ import annotations
+
+PREFIX = "msal_wsgi."
+
+#: :class:`msal_wsgi.AccessToken` for the matched route's scopes (absent for sign-in-only routes).
+TOKEN = PREFIX + "token"
+#: :class:`msal_wsgi.User`, the signed-in user.
+USER = PREFIX + "user"
+#: ``acquire_token(scopes, claims_challenge=None) -> AccessToken``, for other scopes on demand.
+ACQUIRE_TOKEN = PREFIX + "acquire_token"
+#: The :class:`msal_wsgi.Protect` rule that matched this request.
+ROUTE = PREFIX + "route"
+#: The middleware itself, so the app can build sign-in/sign-out links and challenges.
+MIDDLEWARE = PREFIX + "middleware"
+
+# Session keys: everything msal_wsgi keeps in the session lives under these.
+SESSION_CACHE = PREFIX + "token_cache"
+SESSION_USER = PREFIX + "user"
+SESSION_FLOWS = PREFIX + "flows"
+SESSION_DONE = PREFIX + "completed"
+
+ALL_SESSION_KEYS = (SESSION_CACHE, SESSION_USER, SESSION_FLOWS, SESSION_DONE)

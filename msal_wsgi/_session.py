@@ -1,0 +1,206 @@
+"""What msal_wsgi keeps in the user's session, and the only code that touches it.
+
+The session is any dict-like object with ``save()`` found in the environ
+(Beaker's ``SessionObject`` by default). Everything stored lives under the keys
+in :mod:`msal_wsgi._environ`. Data that is not in the expected shape (another
+app's, an older version's, tampered) reads as "signed out", never as an error.
+
+Stored per user:
+
+* the msal token cache, serialized (``msal_wsgi.token_cache``);
+* the signed-in user: account id, id-token claims, the configuration fingerprint,
+  and an index of access tokens by requested scopes, so that the hot path is a
+  dictionary lookup and an expiry comparison instead of a cache deserialization;
+* pending sign-ins keyed by ``state`` (bounded, expiring) and recently completed ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping, MutableMapping
+
+from . import _environ as K
+from ._client import EXPIRY_MARGIN, AccessToken
+from .errors import SessionUnavailable
+
+log = logging.getLogger("msal_wsgi")
+
+#: At most this many access tokens are indexed per user; the oldest expire first.
+MAX_INDEXED_TOKENS = 64
+#: Completed sign-ins remembered, so a replayed callback (back button) can move on.
+MAX_COMPLETED = 5
+
+
+@dataclass(frozen=True)
+class User:
+    """The signed-in user, as the wrapped app sees it (``environ['msal_wsgi.user']``)."""
+
+    home_account_id: str
+    claims: Mapping[str, Any] = field(repr=False)
+
+    @property
+    def username(self) -> str:
+        """``preferred_username`` (Entra ID: the UPN or e-mail), else ``email``, else ``sub``."""
+        c = self.claims
+        return str(c.get("preferred_username") or c.get("email") or c.get("sub") or self.home_account_id)
+
+    @property
+    def name(self) -> str:
+        """The display name (``name`` claim), else :attr:`username`."""
+        return str(self.claims.get("name") or self.username)
+
+
+class SignedIn:
+    """The session's record of a signed-in user."""
+
+    __slots__ = ("record", "user")
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        self.record = record
+        self.user = User(record["id"], record["claims"])
+
+    def cached_token(self, key: str, now: float) -> AccessToken | None:
+        """An indexed token msal itself would still serve from its cache, else ``None``."""
+        entry = self.record["tokens"].get(key)
+        if entry is None:
+            return None
+        value, expires_on, refresh_on, scopes = entry
+        if expires_on - now < EXPIRY_MARGIN or (refresh_on is not None and refresh_on <= now):
+            return None
+        return AccessToken(value, expires_on, tuple(scopes), refresh_on)
+
+
+def scope_key(scopes: tuple[str, ...] | list[str]) -> str:
+    return " ".join(scopes)
+
+
+class SessionView:
+    """Reads and writes msal_wsgi's part of one request's session."""
+
+    def __init__(self, session: MutableMapping[str, Any]) -> None:
+        self._session = session
+
+    def _get(self, key: str) -> Any:
+        try:
+            return self._session.get(key)
+        except Exception as exc:  # the store is down or its data unreadable
+            raise SessionUnavailable(f"the session could not be loaded: {type(exc).__name__}: {exc}") from exc
+
+    def _save(self) -> None:
+        try:
+            self._session.save()
+        except Exception as exc:
+            raise SessionUnavailable(f"the session could not be saved: {type(exc).__name__}: {exc}") from exc
+
+    # -- the signed-in user -------------------------------------------------
+
+    def signed_in(self, fingerprint: str) -> SignedIn | None:
+        record = self._get(K.SESSION_USER)
+        if (type(record) is dict and record.get("fp") == fingerprint and isinstance(record.get("id"), str)
+                and isinstance(record.get("claims"), dict) and isinstance(record.get("tokens"), dict)):
+            return SignedIn(record)
+        return None
+
+    def token_cache(self) -> str | None:
+        blob = self._get(K.SESSION_CACHE)
+        return blob if isinstance(blob, str) else None
+
+    def store_token(self, signed_in: SignedIn, token: AccessToken | None, new_cache: str | None) -> None:
+        """Index ``token`` for its scopes and save the new cache, if any: one write."""
+        tokens = dict(signed_in.record["tokens"])
+        if token is not None:
+            now = time.time()
+            tokens = {k: v for k, v in tokens.items() if v[1] - now >= EXPIRY_MARGIN}
+            tokens[scope_key(token.scopes)] = [token.value, token.expires_on, token.refresh_on, list(token.scopes)]
+            while len(tokens) > MAX_INDEXED_TOKENS:
+                del tokens[min(tokens, key=lambda k: tokens[k][1])]
+        self._session[K.SESSION_USER] = dict(signed_in.record, tokens=tokens)
+        if new_cache is not None:
+            self._session[K.SESSION_CACHE] = new_cache
+        self._save()
+
+    def sign_in(self, account_id: str, claims: Mapping[str, Any], cache: str, token: AccessToken | None,
+                fingerprint: str, state: str, next_url: str) -> None:
+        """Replace any previous user with this one, under a new session id."""
+        flows = self._flows()
+        done = self._completed()
+        done[state] = next_url
+        while len(done) > MAX_COMPLETED:
+            del done[next(iter(done))]
+        self._renew_id(keep_flows=flows)
+        self._session[K.SESSION_DONE] = done
+        self._session[K.SESSION_CACHE] = cache
+        record = {"id": account_id, "claims": dict(claims), "fp": fingerprint, "tokens": {}}
+        self.store_token(SignedIn(record), token, None)
+
+    def sign_out(self) -> bool:
+        """Clear the session under a new id; returns whether someone was signed in."""
+        was = self._get(K.SESSION_USER) is not None
+        self._renew_id(keep_flows=None)
+        self._save()
+        return was
+
+    def _renew_id(self, keep_flows: dict[str, Any] | None) -> None:
+        """Empty the session in the store under its old id, then continue under a new id.
+
+        Only the pending sign-ins (other tabs) survive a sign-in; nothing survives a
+        sign-out. Stores without ``regenerate_id()`` keep their id.
+        """
+        private = {k: v for k, v in self._session.items() if k.startswith("_")}
+        self._session.clear()
+        persist = getattr(self._session, "persist", None)
+        regenerate = getattr(self._session, "regenerate_id", None)
+        try:
+            if persist is not None and regenerate is not None:
+                self._session.save()
+                persist()  # Beaker: write the emptied session under the old id now
+            if regenerate is not None:
+                regenerate()
+        except Exception as exc:
+            raise SessionUnavailable(f"the session id could not be renewed: {exc}") from exc
+        self._session.update(private)
+        if keep_flows:
+            self._session[K.SESSION_FLOWS] = keep_flows
+
+    # -- pending sign-ins -----------------------------------------------------
+
+    def _flows(self) -> dict[str, Any]:
+        flows = self._get(K.SESSION_FLOWS)
+        return dict(flows) if type(flows) is dict else {}
+
+    def _completed(self) -> dict[str, str]:
+        done = self._get(K.SESSION_DONE)
+        return dict(done) if type(done) is dict else {}
+
+    def add_flow(self, state: str, pending: dict[str, Any], *, limit: int, ttl: int) -> None:
+        """Keep a pending sign-in; drop expired ones and the oldest beyond ``limit``."""
+        flows = self._live(self._flows(), ttl)
+        flows[state] = pending
+        while len(flows) > limit:
+            del flows[min(flows, key=lambda s: flows[s].get("t", 0))]
+        self._session[K.SESSION_FLOWS] = flows
+        self._save()
+
+    def pop_flow(self, state: str, *, ttl: int) -> dict[str, Any] | None:
+        """Take the pending sign-in for ``state`` out of the session (single use)."""
+        flows = self._flows()
+        pending = flows.pop(state, None)
+        live = self._live(flows, ttl)
+        if pending is not None or len(live) != len(flows):
+            self._session[K.SESSION_FLOWS] = live
+            self._save()
+        if type(pending) is dict and time.time() - pending.get("t", 0) <= ttl and isinstance(pending.get("flow"), dict):
+            return pending
+        return None
+
+    def completed(self, state: str) -> str | None:
+        """Where a finished sign-in with this ``state`` went, if it is recent."""
+        next_url = self._completed().get(state)
+        return next_url if isinstance(next_url, str) else None
+
+    @staticmethod
+    def _live(flows: dict[str, Any], ttl: int) -> dict[str, Any]:
+        now = time.time()
+        return {s: f for s, f in flows.items() if type(f) is dict and now - f.get("t", 0) <= ttl}

@@ -1,0 +1,35 @@
+"""The exceptions msal_wsgi raises: one root, and only what a caller can act on."""
+
+from __future__ import annotations
+
+
+class MsalWsgiError(Exception):
+    """Root of every error msal_wsgi raises."""
+
+
+class ConfigurationError(MsalWsgiError, ValueError):
+    """A setting is missing or invalid; the message names the setting and the fix."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        self.setting = setting
+        super().__init__(f"msal_wsgi setting {setting!r}: {problem}")
+
+
+class InteractionRequired(MsalWsgiError):
+    """No token can be had silently: the user must sign in (again) or consent.
+
+    ``claims_challenge`` carries a claims challenge to pass to the next sign-in.
+    """
+
+    def __init__(self, reason: str, *, claims_challenge: str | None = None) -> None:
+        self.reason = reason
+        self.claims_challenge = claims_challenge
+        super().__init__(reason)
+
+
+class ProviderUnavailable(MsalWsgiError):
+    """The identity provider could not be reached or answered with a server error."""
+
+
+class SessionUnavailable(MsalWsgiError):
+    """The session store failed to load or save the session."""

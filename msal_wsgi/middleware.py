@@ -1,0 +1,351 @@
+"""The WSGI middleware: sign-in, callback, sign-out and protected paths."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from typing import Any, Callable, Iterable, Mapping
+from urllib.parse import urlencode, urlsplit
+
+from webob import Request, Response
+from webob.exc import HTTPFound
+
+from . import _environ as K
+from ._client import AccessToken, IdentityClient
+from ._session import SessionView, SignedIn, User, scope_key
+from .errors import InteractionRequired, ProviderUnavailable, SessionUnavailable
+from .redirects import safe_next
+from .responses import error_page, json_error, repost_page
+from .routing import Router
+from .settings import Protect, Settings
+
+log = logging.getLogger("msal_wsgi")
+
+WSGIApp = Callable[[dict, Callable[..., Any]], Iterable[bytes]]
+
+#: Parameters of the authorization response we read, and the longest value accepted for each.
+_CALLBACK_LIMITS = {"code": 8192, "state": 512, "error": 128, "error_description": 2048,
+                    "error_uri": 2048, "session_state": 512, "client_info": 4096, "iss": 2048}
+#: Marks the same-site re-post of a ``form_post`` callback.
+_REPOST_FIELD = "msal_wsgi_repost"
+_RETRY_AFTER = 30
+
+
+class MsalMiddleware:
+    """Sign users in with Microsoft Entra ID or any OpenID Connect provider, and hand
+    the wrapped app an access token for the paths it protects.
+
+    ::
+
+        app = MsalMiddleware(app, client_id="...", client_credential="...",
+                             oidc_authority="https://id.example/realm",
+                             redirect_uri="https://app.example/auth/callback",
+                             protect={"/todos": Protect(read=[READ], write=[READWRITE])})
+        app = SessionMiddleware(app, {"session.type": "file", ...})
+
+    :param app: the WSGI application to protect.
+    :param settings: a ready :class:`Settings`; keyword options are applied on top of it.
+    :param options: any :class:`Settings` field (see the configuration reference).
+
+    The wrapped app finds ``msal_wsgi.token``, ``msal_wsgi.user``,
+    ``msal_wsgi.acquire_token`` and ``REMOTE_USER`` in the environ of protected requests.
+    """
+
+    def __init__(self, app: WSGIApp, settings: Settings | None = None, **options: Any) -> None:
+        if settings is None:
+            settings = Settings(**options)
+        elif options:
+            settings = settings.with_changes(**options)
+        self.app = app
+        self.settings = settings
+        self._router = Router(settings.protect)
+        self._client = IdentityClient(settings)
+        self._callback = settings.callback_path
+        self._fingerprint = hashlib.sha256(
+            f"{settings.client_id}|{settings.authority or settings.oidc_authority}".encode()).hexdigest()[:16]
+        self._warned_no_session = False
+        self._entry: WSGIApp = self._dispatch
+        if settings.session_options is not None:
+            from beaker.middleware import SessionMiddleware  # optional dependency
+
+            self._entry = SessionMiddleware(self._dispatch, dict(settings.session_options))
+
+    def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        return self._entry(environ, start_response)
+
+    def _dispatch(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO") or "/"
+        if environ.get("SCRIPT_NAME", "") + path == self._callback:
+            handler = self._handle_callback
+        elif path == self.settings.login_path:
+            handler = self._handle_sign_in
+        elif path == self.settings.logout_path:
+            handler = self._handle_sign_out
+        else:
+            match = self._router.match(path)
+            if match is None:
+                return self.app(environ, start_response)
+            return self._guarded(self._handle_protected, environ, start_response, match[1])
+        return self._guarded(handler, environ, start_response)
+
+    # -- the protected hot path ----------------------------------------------
+
+    def _handle_protected(self, environ: dict, start_response: Callable[..., Any], rule: Protect) -> Any:
+        scopes = rule.scopes_for(environ.get("REQUEST_METHOD", "GET"))
+        view = self._view(environ)
+        signed_in = view.signed_in(self._fingerprint)
+        if signed_in is None:
+            return self._challenge(environ, view, scopes, "sign-in required")
+        token = None
+        if scopes:
+            try:
+                token = self._token(view, signed_in, scopes)
+            except InteractionRequired as exc:
+                return self._challenge(environ, view, scopes, exc.reason, exc.claims_challenge)
+        user = signed_in.user
+        environ[K.USER] = user
+        environ[K.TOKEN] = token
+        environ[K.ROUTE] = rule
+        environ[K.MIDDLEWARE] = self
+        environ[K.ACQUIRE_TOKEN] = _Acquirer(self, view, signed_in)
+        environ["REMOTE_USER"] = user.username
+        return self.app(environ, start_response)
+
+    def _token(self, view: SessionView, signed_in: SignedIn, scopes: tuple[str, ...],
+               claims_challenge: str | None = None) -> AccessToken:
+        """The token for ``scopes``: from the session's index, else from msal (and saved)."""
+        if claims_challenge is None:
+            token = signed_in.cached_token(scope_key(scopes), time.time())
+            if token is not None:
+                return token
+        cache = view.token_cache()
+        if cache is None:
+            raise InteractionRequired("the session holds no token cache")
+        token, new_cache = self._client.acquire_silent(
+            cache, signed_in.record["id"], scopes, claims_challenge=claims_challenge)
+        view.store_token(signed_in, token, new_cache)
+        if new_cache is not None:
+            log.info("msal_wsgi: token refreshed for %s (scopes %s)", signed_in.user.username, " ".join(scopes))
+        return token
+
+    def _challenge(self, environ: dict, view: SessionView, scopes: tuple[str, ...], reason: str,
+                   claims_challenge: str | None = None) -> Response:
+        """Interaction is required: a browser is sent to sign in, an API caller gets 401."""
+        request = Request(environ)
+        here = request.script_name + request.path_info + (f"?{request.query_string}" if request.query_string else "")
+        if not wants_redirect(environ):
+            login_url = request.script_name + self.settings.login_path
+            log.info("msal_wsgi: 401 for %s %s: %s", request.method, request.path_info[:200], reason)
+            return json_error(401, "interaction_required", "Sign-in required: " + reason, login_url=login_url)
+        return self._start_sign_in(request, view, scopes, here, claims_challenge=claims_challenge)
+
+    # -- sign-in --------------------------------------------------------------
+
+    def _handle_sign_in(self, environ: dict, start_response: Callable[..., Any]) -> Response:
+        request = Request(environ)
+        next_url = self._safe_next(request, _single(request.GET, "next"))
+        hints = {name: _single(request.GET, name, 256) for name in ("login_hint", "domain_hint")}
+        app_path = next_url[len(request.script_name):] if next_url.startswith("/") else ""
+        match = self._router.match(app_path.split("?", 1)[0]) if app_path else None
+        scopes = match[1].read if match else self.settings.login_scopes
+        return self._start_sign_in(request, self._view(environ), scopes, next_url, **hints)
+
+    def _start_sign_in(self, request: Request, view: SessionView, scopes: tuple[str, ...], next_url: str,
+                       *, claims_challenge: str | None = None, login_hint: str | None = None,
+                       domain_hint: str | None = None) -> Response:
+        flow = self._client.begin_sign_in(scopes, login_hint=login_hint, domain_hint=domain_hint,
+                                          claims_challenge=claims_challenge)
+        pending = {"flow": flow, "next": next_url, "scopes": list(scopes), "t": time.time()}
+        view.add_flow(flow["state"], pending, limit=self.settings.max_pending_sign_ins,
+                      ttl=self.settings.sign_in_timeout)
+        log.info("msal_wsgi: sign-in started (state %s…) for %s", flow["state"][:6], next_url[:200])
+        return HTTPFound(location=flow["auth_uri"])
+
+    def start_sign_in(self, environ: dict, *, claims_challenge: str | None = None,
+                      scopes: tuple[str, ...] | None = None) -> Response:
+        """A response that signs the user in again and brings them back to this request's page.
+
+        Use it when an API answers 401 with a claims challenge (conditional access):
+        ``return middleware.start_sign_in(environ, claims_challenge=challenge)``.
+        """
+        rule = environ.get(K.ROUTE)
+        scopes = tuple(scopes) if scopes is not None else (
+            rule.scopes_for(environ.get("REQUEST_METHOD", "GET")) if rule else self.settings.login_scopes)
+        request = Request(environ)
+        here = self._safe_next(request, request.script_name + request.path_info)
+        return self._start_sign_in(request, self._view(environ), scopes, here, claims_challenge=claims_challenge)
+
+    # -- the callback ---------------------------------------------------------
+
+    def _handle_callback(self, environ: dict, start_response: Callable[..., Any]) -> Response:
+        request = Request(environ)
+        source = request.POST if request.method == "POST" else request.GET
+        params: dict[str, str] = {}
+        for name, limit in _CALLBACK_LIMITS.items():
+            values = source.getall(name)
+            if len(values) > 1 or (values and (not isinstance(values[0], str) or len(values[0]) > limit)):
+                log.warning("msal_wsgi: callback rejected: repeated or oversized %r", name)
+                return self._restart_page(request, 400, "The sign-in response was malformed.")
+            if values:
+                params[name] = values[0]
+        if request.method == "POST" and source.get(_REPOST_FIELD) != "1":
+            # A form_post arrives cross-site, without the SameSite=Lax session cookie:
+            # send it on again from this site without touching the session.
+            return repost_page(request.script_name + request.path_info, dict(params, **{_REPOST_FIELD: "1"}))
+        if request.method not in ("GET", "POST"):
+            return error_page(405, "Method not allowed", "The sign-in callback accepts GET and POST.")
+        view = self._view(environ)
+        state = params.get("state", "")
+        pending = view.pop_flow(state, ttl=self.settings.sign_in_timeout) if state else None
+        if "error" in params:
+            log.warning("msal_wsgi: sign-in failed at the provider: %s", params["error"])
+            status = 403 if params["error"] in ("access_denied", "consent_required") else 400
+            description = params.get("error_description") or params["error"]
+            return self._restart_page(request, status, f"The identity provider said: {description}",
+                                      next_url=pending["next"] if pending else None)
+        if pending is None:
+            return self._unknown_state(request, view, state)
+        if "code" not in params:
+            log.warning("msal_wsgi: callback without a code")
+            return self._restart_page(request, 400, "The sign-in response had no code.", next_url=pending["next"])
+        try:
+            result = self._client.redeem(pending["flow"], params, tuple(pending.get("scopes", ())))
+        except InteractionRequired as exc:
+            log.warning("msal_wsgi: sign-in failed: %s", exc.reason)
+            return self._restart_page(request, 400, "The sign-in could not be completed.", next_url=pending["next"])
+        view.sign_in(result.account_id, result.claims, result.cache, result.token,
+                     self._fingerprint, state, pending["next"])
+        log.info("msal_wsgi: sign-in completed for %s", User(result.account_id, result.claims).username)
+        return HTTPFound(location=pending["next"])
+
+    def _unknown_state(self, request: Request, view: SessionView, state: str) -> Response:
+        next_url = view.completed(state) if state else None
+        if next_url is not None and view.signed_in(self._fingerprint) is not None:
+            log.info("msal_wsgi: callback for a completed sign-in replayed; moving on")
+            return HTTPFound(location=next_url)
+        log.warning("msal_wsgi: callback with an unknown or expired state")
+        return self._restart_page(request, 400, "This sign-in link has expired, was already used, or was "
+                                                "started in another browser.")
+
+    def _restart_page(self, request: Request, status: int, message: str, *, next_url: str | None = None) -> Response:
+        login = request.script_name + self.settings.login_path
+        if next_url:
+            login += "?" + urlencode({"next": next_url})
+        return error_page(status, "Sign-in did not complete", message, link=(login, "Sign in again"))
+
+    # -- sign-out -------------------------------------------------------------
+
+    def _handle_sign_out(self, environ: dict, start_response: Callable[..., Any]) -> Response:
+        request = Request(environ)
+        if self._view(environ).sign_out():
+            log.info("msal_wsgi: signed out")
+        end_session = None
+        try:
+            end_session = self._client.end_session_endpoint
+        except ProviderUnavailable as exc:
+            log.warning("msal_wsgi: provider sign-out skipped: %s", exc)
+        if end_session:
+            target = self.settings.post_logout_redirect_uri or _origin(self.settings.redirect_uri) + "/"
+            query = urlencode({"post_logout_redirect_uri": target, "client_id": self.settings.client_id})
+            return HTTPFound(location=end_session + ("&" if "?" in end_session else "?") + query)
+        return HTTPFound(location=self._safe_next(request, _single(request.GET, "next")))
+
+    # -- helpers --------------------------------------------------------------
+
+    def _view(self, environ: dict) -> SessionView:
+        session = environ.get(self.settings.session_key)
+        if session is None:
+            raise _NoSession()
+        if getattr(session, "__dict__", {}).get("_params", {}).get("type") == "cookie":
+            raise _NoSession("cookie")
+        return SessionView(session)
+
+    def _safe_next(self, request: Request, value: str | None) -> str:
+        return safe_next(value, script_name=request.script_name,
+                         allowed_origins=self.settings.allowed_redirect_origins)
+
+    def _guarded(self, handler: Callable[..., Any], environ: dict, start_response: Callable[..., Any],
+                 *args: Any) -> Iterable[bytes]:
+        """Run a handler; turn failures into clear pages (JSON for API callers), never tracebacks."""
+        try:
+            response = handler(environ, start_response, *args)
+        except _NoSession as exc:
+            response = self._no_session_page(str(exc))
+        except SessionUnavailable as exc:
+            log.error("msal_wsgi: session store unavailable: %s", exc)
+            response = self._unavailable(environ, "The session store is unavailable.")
+        except ProviderUnavailable as exc:
+            log.error("msal_wsgi: identity provider unavailable: %s", exc)
+            response = self._unavailable(environ, "The identity provider is unavailable.")
+        if isinstance(response, Response):
+            return response(environ, start_response)
+        return response
+
+    def _unavailable(self, environ: dict, message: str) -> Response:
+        if not wants_redirect(environ):
+            return json_error(503, "temporarily_unavailable", message, retry_after=_RETRY_AFTER)
+        return error_page(503, "Please try again shortly", message + " Nothing was lost; try again in a moment.",
+                          retry_after=_RETRY_AFTER, link=(Request(environ).path_qs, "Try again"))
+
+    def _no_session_page(self, kind: str) -> Response:
+        if not self._warned_no_session:
+            self._warned_no_session = True
+            if kind == "cookie":
+                log.error("msal_wsgi: the session is cookie-only and cannot hold a token cache; "
+                          "configure server-side session storage (session.type = file, ext:redis, ...)")
+            else:
+                log.error("msal_wsgi: no session at environ[%r]; wrap the app in session middleware, e.g. "
+                          "beaker.middleware.SessionMiddleware(app, {...}), or set session_options",
+                          self.settings.session_key)
+        return error_page(500, "Server misconfigured", "Sign-in needs server-side sessions, and this "
+                          "application has none configured. The administrator will find the fix in the log.")
+
+
+class _NoSession(Exception):
+    pass
+
+
+class _Acquirer:
+    """``environ['msal_wsgi.acquire_token'](scopes, claims_challenge=None) -> AccessToken``.
+
+    Raises :class:`~msal_wsgi.InteractionRequired` when the user must sign in or consent.
+    """
+
+    __slots__ = ("_middleware", "_view", "_signed_in")
+
+    def __init__(self, middleware: MsalMiddleware, view: SessionView, signed_in: SignedIn) -> None:
+        self._middleware = middleware
+        self._view = view
+        self._signed_in = signed_in
+
+    def __call__(self, scopes: Iterable[str] | str, *, claims_challenge: str | None = None) -> AccessToken:
+        wanted = tuple(scopes.split()) if isinstance(scopes, str) else tuple(scopes)
+        token = self._middleware._token(self._view, self._signed_in, wanted, claims_challenge)
+        refreshed = self._view.signed_in(self._middleware._fingerprint)
+        if refreshed is not None:
+            self._signed_in = refreshed
+        return token
+
+
+def wants_redirect(environ: Mapping[str, Any]) -> bool:
+    """Whether the request is a browser navigation (sign-in redirect) rather than an API call (401)."""
+    mode = environ.get("HTTP_SEC_FETCH_MODE")
+    if mode and mode != "navigate":
+        return False
+    if environ.get("HTTP_X_REQUESTED_WITH"):
+        return False
+    accept = environ.get("HTTP_ACCEPT", "")
+    return not ("json" in accept and "html" not in accept)
+
+
+def _single(params: Any, name: str, limit: int = 4096) -> str | None:
+    values = params.getall(name)
+    if len(values) != 1 or not isinstance(values[0], str) or len(values[0]) > limit:
+        return None
+    return values[0]
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"

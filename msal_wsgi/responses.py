@@ -1,0 +1,72 @@
+"""The answers msal_wsgi gives itself: error pages, JSON errors, the re-post page."""
+
+from __future__ import annotations
+
+import secrets
+from html import escape
+from typing import Mapping
+
+from webob import Response
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}}
+h1{{font-size:1.4rem}}a.button{{display:inline-block;padding:.5rem 1rem;background:#0b5cad;color:#fff;
+border-radius:4px;text-decoration:none}}</style></head>
+<body><h1>{title}</h1><p>{message}</p>{link}</body></html>
+"""
+
+
+def _no_store(response: Response) -> Response:
+    response.cache_control = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def error_page(status: int, title: str, message: str, *, link: tuple[str, str] | None = None,
+               retry_after: int | None = None) -> Response:
+    """A short HTML page; ``link`` is ``(href, text)`` for the way forward."""
+    anchor = f'<p><a class="button" href="{escape(link[0])}">{escape(link[1])}</a></p>' if link else ""
+    response = Response(_PAGE.format(title=escape(title), message=escape(message), link=anchor),
+                        status=status, content_type="text/html", charset="utf-8")
+    response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return _no_store(response)
+
+
+def json_error(status: int, error: str, description: str, *, retry_after: int | None = None,
+               login_url: str | None = None) -> Response:
+    """A JSON error body ``{"error": ..., "error_description": ...}`` for API callers."""
+    body: dict[str, str] = {"error": error, "error_description": description}
+    if login_url:
+        body["login_url"] = login_url
+    response = Response(json_body=body, status=status, charset="utf-8")
+    if status == 401:
+        # There is no registered scheme for cookie sessions; this names ours and says where to go.
+        challenge = f'Session realm="msal_wsgi", error="{error}"'
+        if login_url:
+            challenge += f', login_url="{login_url}"'
+        response.headers["WWW-Authenticate"] = challenge
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return _no_store(response)
+
+
+def repost_page(action: str, fields: Mapping[str, str]) -> Response:
+    """Re-submit a cross-site ``form_post`` callback from this site, so the session cookie
+    (``SameSite=Lax``) comes along. Scripted, with a button when scripts are off."""
+    nonce = secrets.token_urlsafe(16)
+    inputs = "".join(f'<input type="hidden" name="{escape(k)}" value="{escape(v)}">' for k, v in fields.items())
+    body = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Signing you in</title></head>'
+        f'<body><form method="post" action="{escape(action)}" id="f">{inputs}'
+        '<noscript><button type="submit">Continue signing in</button></noscript></form>'
+        f'<script nonce="{nonce}">document.getElementById("f").submit()</script></body></html>'
+    )
+    response = Response(body, content_type="text/html", charset="utf-8")
+    response.headers["Content-Security-Policy"] = (
+        f"default-src 'none'; script-src 'nonce-{nonce}'; form-action 'self'")
+    return _no_store(response)
