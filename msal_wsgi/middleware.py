@@ -126,7 +126,7 @@ class MsalMiddleware:
             cache, signed_in.record["id"], scopes, claims_challenge=claims_challenge)
         view.store_token(signed_in, token, new_cache)
         if new_cache is not None:
-            log.info("msal_wsgi: token refreshed for %s (scopes %s)", signed_in.user.username, " ".join(scopes))
+            log.info("token refreshed for %s (scopes %s)", signed_in.user.username, " ".join(scopes))
         return token
 
     def _challenge(self, environ: dict, view: SessionView, scopes: tuple[str, ...], reason: str,
@@ -136,7 +136,7 @@ class MsalMiddleware:
         here = request.script_name + request.path_info + (f"?{request.query_string}" if request.query_string else "")
         if not wants_redirect(environ):
             login_url = request.script_name + self.settings.login_path
-            log.info("msal_wsgi: 401 for %s %s: %s", request.method, request.path_info[:200], reason)
+            log.info("401 for %s %s: %s", request.method, request.path_info[:200], reason)
             return json_error(401, "interaction_required", "Sign-in required: " + reason, login_url=login_url)
         return self._start_sign_in(request, view, scopes, here, claims_challenge=claims_challenge)
 
@@ -159,7 +159,7 @@ class MsalMiddleware:
         pending = {"flow": flow, "next": next_url, "scopes": list(scopes), "t": time.time()}
         view.add_flow(flow["state"], pending, limit=self.settings.max_pending_sign_ins,
                       ttl=self.settings.sign_in_timeout)
-        log.info("msal_wsgi: sign-in started (state %s…) for %s", flow["state"][:6], next_url[:200])
+        log.info("sign-in started (state %s…) for %s", flow["state"][:6], next_url[:200])
         return HTTPFound(location=flow["auth_uri"])
 
     def start_sign_in(self, environ: dict, *, claims_challenge: str | None = None,
@@ -185,7 +185,7 @@ class MsalMiddleware:
         for name, limit in _CALLBACK_LIMITS.items():
             values = source.getall(name)
             if len(values) > 1 or (values and (not isinstance(values[0], str) or len(values[0]) > limit)):
-                log.warning("msal_wsgi: callback rejected: repeated or oversized %r", name)
+                log.warning("callback rejected: repeated or oversized %r", name)
                 return self._restart_page(request, 400, "The sign-in response was malformed.")
             if values:
                 params[name] = values[0]
@@ -199,7 +199,7 @@ class MsalMiddleware:
         state = params.get("state", "")
         pending = view.pop_flow(state, ttl=self.settings.sign_in_timeout) if state else None
         if "error" in params:
-            log.warning("msal_wsgi: sign-in failed at the provider: %s", params["error"])
+            log.warning("sign-in failed at the provider: %s", params["error"])
             status = 403 if params["error"] in ("access_denied", "consent_required") else 400
             description = params.get("error_description") or params["error"]
             return self._restart_page(request, status, f"The identity provider said: {description}",
@@ -207,24 +207,24 @@ class MsalMiddleware:
         if pending is None:
             return self._unknown_state(request, view, state)
         if "code" not in params:
-            log.warning("msal_wsgi: callback without a code")
+            log.warning("callback without a code")
             return self._restart_page(request, 400, "The sign-in response had no code.", next_url=pending["next"])
         try:
             result = self._client.redeem(pending["flow"], params, tuple(pending.get("scopes", ())))
         except InteractionRequired as exc:
-            log.warning("msal_wsgi: sign-in failed: %s", exc.reason)
+            log.warning("sign-in failed: %s", exc.reason)
             return self._restart_page(request, 400, "The sign-in could not be completed.", next_url=pending["next"])
         view.sign_in(result.account_id, result.claims, result.cache, result.token,
                      self._fingerprint, state, pending["next"])
-        log.info("msal_wsgi: sign-in completed for %s", User(result.account_id, result.claims).username)
+        log.info("sign-in completed for %s", User(result.account_id, result.claims).username)
         return HTTPFound(location=pending["next"])
 
     def _unknown_state(self, request: Request, view: SessionView, state: str) -> Response:
         next_url = view.completed(state) if state else None
         if next_url is not None and view.signed_in(self._fingerprint) is not None:
-            log.info("msal_wsgi: callback for a completed sign-in replayed; moving on")
+            log.info("callback for a completed sign-in replayed; moving on")
             return HTTPFound(location=next_url)
-        log.warning("msal_wsgi: callback with an unknown or expired state")
+        log.warning("callback with an unknown or expired state")
         return self._restart_page(request, 400, "This sign-in link has expired, was already used, or was "
                                                 "started in another browser.")
 
@@ -239,12 +239,12 @@ class MsalMiddleware:
     def _handle_sign_out(self, environ: dict, start_response: Callable[..., Any]) -> Response:
         request = Request(environ)
         if self._view(environ).sign_out():
-            log.info("msal_wsgi: signed out")
+            log.info("signed out")
         end_session = None
         try:
             end_session = self._client.end_session_endpoint
         except ProviderUnavailable as exc:
-            log.warning("msal_wsgi: provider sign-out skipped: %s", exc)
+            log.warning("provider sign-out skipped: %s", exc)
         if end_session:
             target = self.settings.post_logout_redirect_uri or _origin(self.settings.redirect_uri) + "/"
             query = urlencode({"post_logout_redirect_uri": target, "client_id": self.settings.client_id})
@@ -273,10 +273,10 @@ class MsalMiddleware:
         except _NoSession as exc:
             response = self._no_session_page(str(exc))
         except SessionUnavailable as exc:
-            log.error("msal_wsgi: session store unavailable: %s", exc)
+            log.error("session store unavailable: %s", exc)
             response = self._unavailable(environ, "The session store is unavailable.")
         except ProviderUnavailable as exc:
-            log.error("msal_wsgi: identity provider unavailable: %s", exc)
+            log.error("identity provider unavailable: %s", exc)
             response = self._unavailable(environ, "The identity provider is unavailable.")
         if isinstance(response, Response):
             return response(environ, start_response)
@@ -292,10 +292,10 @@ class MsalMiddleware:
         if not self._warned_no_session:
             self._warned_no_session = True
             if kind == "cookie":
-                log.error("msal_wsgi: the session is cookie-only and cannot hold a token cache; "
+                log.error("the session is cookie-only and cannot hold a token cache; "
                           "configure server-side session storage (session.type = file, ext:redis, ...)")
             else:
-                log.error("msal_wsgi: no session at environ[%r]; wrap the app in session middleware, e.g. "
+                log.error("no session at environ[%r]; wrap the app in session middleware, e.g. "
                           "beaker.middleware.SessionMiddleware(app, {...}), or set session_options",
                           self.settings.session_key)
         return error_page(500, "Server misconfigured", "Sign-in needs server-side sessions, and this "
