@@ -79,11 +79,11 @@ def complete_sign_in(testapp: webtest.TestApp, provider: DevProvider, authorize:
     result = provider.sign_in(authorize.location, login=login)
     path = urlsplit(result.url).path
     if result.form is None:
-        return testapp.get(path, params=dict(result.params))
+        return testapp.get(path, params=dict(result.params), expect_errors=True)
     repost = testapp.post(path, params=result.form)
     assert repost.status_int == 200 and "msal_wsgi_repost" in repost.text, repost
     form = repost.forms["f"]
-    return form.submit()
+    return form.submit(expect_errors=True)
 
 
 def sign_in(testapp: webtest.TestApp, provider: DevProvider, path: str = "/todos",
@@ -92,3 +92,10 @@ def sign_in(testapp: webtest.TestApp, provider: DevProvider, path: str = "/todos
     back = complete_sign_in(testapp, provider, testapp.get(path), login=login)
     assert back.status_int == 302, back
     return back.follow()
+
+
+def session_of(testapp: webtest.TestApp) -> Any:
+    """The Beaker memory session behind the test browser's cookie, as the server stores it."""
+    from beaker.session import Session
+
+    return Session({}, id=testapp.cookies["sid"], type="memory", use_cookies=False)
