@@ -15,6 +15,7 @@ and acquire access tokens for the web APIs your WSGI app calls.
 from ._client import AccessToken
 from ._environ import ACQUIRE_TOKEN, MIDDLEWARE, ROUTE, TOKEN, USER
 from ._session import User
+from .api import BearerAuth, claims_challenge
 from .errors import (
     ConfigurationError,
     InteractionRequired,
@@ -34,6 +35,8 @@ __all__ = [
     "Settings",
     "AccessToken",
     "User",
+    "BearerAuth",
+    "claims_challenge",
     "TOKEN",
     "USER",
     "ACQUIRE_TOKEN",

@@ -1,0 +1,71 @@
+"""The framework recipes in examples/ (shown verbatim in README) sign a user in and hand the view a token.
+
+Each example reads the MSAL_* variables at import, as it would for a user; the test
+sets them for the local provider and loads the file fresh.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import runpy
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import webtest
+from paste.deploy import loadapp
+
+from msal_wsgi import paste
+
+from support.apps import TODO_READ, sign_in
+from support.environment import msal_env
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.fixture
+def recipe_env(provider, monkeypatch, tmp_path):
+    for name, value in msal_env(provider, SESSION_DIR=str(tmp_path / "sessions")).items():
+        monkeypatch.setenv(name, value)
+
+
+def load(filename: str, attribute: str) -> Any:
+    return runpy.run_path(str(EXAMPLES / filename))[attribute]
+
+
+def assert_view_sees_user_and_token(testapp: webtest.TestApp, provider) -> None:
+    body = sign_in(testapp, provider, "/todos", login="carol").json
+    assert body["user"] == "carol"
+    assert body["scopes"] == [TODO_READ] and body["expires_on"] > time.time() + 3000
+
+
+@pytest.mark.usefixtures("recipe_env")
+@pytest.mark.parametrize(("filename", "attribute"), [
+    ("flask_app.py", "app"),
+    ("bottle_app.py", "application"),
+    ("webob_app.py", "application"),
+], ids=["flask", "bottle", "webob"])
+def test_recipe_signs_in_and_the_view_gets_user_and_token(provider, filename, attribute):
+    assert_view_sees_user_and_token(webtest.TestApp(load(filename, attribute)), provider)
+
+
+def test_webob_recipe_leaves_public_pages_alone(recipe_env):
+    page = webtest.TestApp(load("webob_app.py", "application")).get("/")
+    assert "Hello, visitor" in page.text and "Set-Cookie" not in page.headers
+
+
+def test_package_registers_paste_entry_points():
+    for group, factory in [("paste.filter_factory", paste.filter_factory),
+                           ("paste.filter_app_factory", paste.filter_app_factory)]:
+        (entry,) = importlib.metadata.entry_points(group=group, name="main", module="msal_wsgi.paste")
+        assert entry.load() is factory
+
+
+def test_pyramid_recipe_through_paste_deploy(provider, recipe_env, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLES))  # as `PYTHONPATH=. pserve pyramid.ini` does
+    ini = shutil.copy(EXAMPLES / "pyramid.ini", tmp_path)  # sessions go to %(here)s/sessions
+    app = loadapp(f"config:{ini}")
+    assert_view_sees_user_and_token(webtest.TestApp(app), provider)
+    assert list((tmp_path / "sessions").rglob("*.cache")), "Beaker's file sessions live where the ini says"
