@@ -1,7 +1,7 @@
 """gunicorn settings for the sample: ``gunicorn -c gunicorn.conf.py sample_app:app``.
 
-Several workers share the Beaker file sessions and the SQLite to-do store; the
-threads let /todos call the sample's own /api/todolist.
+Several workers share the Beaker sessions (files, or Redis with SAMPLE_SESSION_URL)
+and the SQLite to-do store; the threads let /todos call the sample's own /api/todolist.
 """
 
 import os

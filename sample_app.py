@@ -1,7 +1,9 @@
 """The MSAL Node web-app sample's scenario, in Python: sign in, call a to-do list API, sign out.
 
 Run it with ``./scripts/run-sample`` (a local identity provider included), or with
-``gunicorn -c gunicorn.conf.py sample_app:app`` and your own MSAL_* settings:
+``gunicorn -c gunicorn.conf.py sample_app:app`` and your own MSAL_* settings
+(``SAMPLE_SESSION_URL=redis://host:port/db`` keeps the sessions in Redis instead of
+files, for several servers behind a load balancer):
 
 * ``/``           public home page with sign-in and sign-out links;
 * ``/todos``      protected: the user's to-do items, read from the to-do list API with
@@ -180,8 +182,22 @@ def _metadata_url(settings: Settings) -> str:
     return str(settings.authority).rstrip("/") + "/v2.0/.well-known/openid-configuration"
 
 
+def session_store(url: str | None) -> dict[str, str]:
+    """Beaker storage options: Redis for ``SAMPLE_SESSION_URL=redis://host:port/db``, else files.
+
+    Files serve the workers of one host; Redis serves any number of servers behind
+    a load balancer (no sticky sessions: every server reads the same session).
+    """
+    if not url:
+        return {"session.type": "file", "session.data_dir": str(DATA_DIR / "sessions"),
+                "session.lock_dir": str(DATA_DIR / "locks")}
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(f"SAMPLE_SESSION_URL={url!r}: expected redis://HOST:PORT/DB (or rediss://, unix://)")
+    return {"session.type": "ext:redis", "session.url": url}
+
+
 def make_app(env: dict[str, str] | None = None) -> Any:
-    """The sample behind msal_wsgi behind Beaker file sessions, configured from ``env``."""
+    """The sample behind msal_wsgi behind Beaker sessions (files, or Redis), configured from ``env``."""
     global VALIDATOR, STORE
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
     env = dict(os.environ if env is None else env)
@@ -192,9 +208,7 @@ def make_app(env: dict[str, str] | None = None) -> Any:
     STORE = TodoStore(DATA_DIR / "todos.sqlite3")
     protected = MsalMiddleware(web_app, settings)
     return SessionMiddleware(protected, {
-        "session.type": "file",
-        "session.data_dir": str(DATA_DIR / "sessions"),
-        "session.lock_dir": str(DATA_DIR / "locks"),
+        **session_store(env.get("SAMPLE_SESSION_URL")),
         "session.key": "msal_wsgi_sample",
         "session.httponly": True,
         "session.samesite": "Lax",
