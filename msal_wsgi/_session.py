@@ -94,6 +94,59 @@ class SessionView:
         except Exception as exc:
             raise SessionUnavailable(f"the session could not be saved: {type(exc).__name__}: {exc}") from exc
 
+    @property
+    def session_id(self) -> str | None:
+        """The store's id of this session, when the session object exposes one (Beaker: ``id``)."""
+        try:
+            sid = getattr(self._session, "id", None)
+        except Exception as exc:
+            raise SessionUnavailable(f"the session could not be loaded: {type(exc).__name__}: {exc}") from exc
+        return sid if isinstance(sid, str) else None
+
+    def reload(self) -> None:
+        """Take msal_wsgi's keys afresh from the store: another request may have saved newer ones.
+
+        Needs ``get_by_id(id)`` (Beaker); other keys of the session stay as this request has them.
+        """
+        get_by_id = getattr(self._session, "get_by_id", None)
+        sid = self.session_id
+        if get_by_id is None or sid is None:
+            return
+        try:
+            stored = get_by_id(sid)
+        except Exception as exc:
+            raise SessionUnavailable(f"the session could not be re-read: {type(exc).__name__}: {exc}") from exc
+        fresh = {key: stored.get(key) for key in K.ALL_SESSION_KEYS} if stored is not None else {}
+        for key in K.ALL_SESSION_KEYS:
+            if fresh.get(key) is None:
+                self._session.pop(key, None)
+            else:
+                self._session[key] = fresh[key]
+        self._sync_accessed()
+
+    def flush(self) -> None:
+        """Write the session to the store now, not at the end of the request (Beaker defers it)."""
+        self._save()
+        persist = getattr(self._session, "persist", None)
+        try:
+            if persist is not None:
+                persist()
+        except Exception as exc:
+            raise SessionUnavailable(f"the session could not be saved: {type(exc).__name__}: {exc}") from exc
+        self._sync_accessed()
+
+    def _sync_accessed(self) -> None:
+        # Beaker's default save_accessed_time=True writes back, at the end of the request,
+        # the data loaded at its start ("accessed_dict"): keep our keys there current so
+        # that write-back cannot restore a refresh token that was rotated meanwhile.
+        accessed = getattr(self._session, "accessed_dict", None)
+        if isinstance(accessed, dict):
+            for key in K.ALL_SESSION_KEYS:
+                if key in self._session:
+                    accessed[key] = self._session[key]
+                else:
+                    accessed.pop(key, None)
+
     # -- the signed-in user -------------------------------------------------
 
     def signed_in(self, fingerprint: str) -> SignedIn | None:

@@ -61,6 +61,7 @@ class MsalMiddleware:
         self.settings = settings
         self._router = Router(settings.protect)
         self._client = IdentityClient(settings)
+        self._lock = settings.session_lock
         self._callback = settings.callback_path
         self._fingerprint = hashlib.sha256(
             f"{settings.client_id}|{settings.authority or settings.oidc_authority}".encode()).hexdigest()[:16]
@@ -69,7 +70,9 @@ class MsalMiddleware:
         if settings.session_options is not None:
             from beaker.middleware import SessionMiddleware  # optional dependency
 
-            self._entry = SessionMiddleware(self._dispatch, dict(settings.session_options))
+            # Beaker reads only "session."-prefixed keys from a config dict; settings hold them bare.
+            options = {"session." + key: value for key, value in settings.session_options.items()}
+            self._entry = SessionMiddleware(self._dispatch, options)
 
     def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
         return self._entry(environ, start_response)
@@ -114,19 +117,35 @@ class MsalMiddleware:
 
     def _token(self, view: SessionView, signed_in: SignedIn, scopes: tuple[str, ...],
                claims_challenge: str | None = None) -> AccessToken:
-        """The token for ``scopes``: from the session's index, else from msal (and saved)."""
+        """The token for ``scopes``: from the session's index, else from msal (and saved).
+
+        A refresh happens under the session's lock, after re-reading the session from
+        the store: parallel requests of one user refresh once, and none writes back a
+        cache whose refresh token another request has already rotated.
+        """
+        key = scope_key(scopes)
         if claims_challenge is None:
-            token = signed_in.cached_token(scope_key(scopes), time.time())
+            token = signed_in.cached_token(key, time.time())
             if token is not None:
                 return token
-        cache = view.token_cache()
-        if cache is None:
-            raise InteractionRequired("the session holds no token cache")
-        token, new_cache = self._client.acquire_silent(
-            cache, signed_in.record["id"], scopes, claims_challenge=claims_challenge)
-        view.store_token(signed_in, token, new_cache)
+        with self._lock(view.session_id or f"unkeyed:{id(view)}"):
+            view.reload()
+            current = view.signed_in(self._fingerprint)
+            if current is None or current.record["id"] != signed_in.record["id"]:
+                raise InteractionRequired("the session was signed out or changed user meanwhile")
+            if claims_challenge is None:
+                token = current.cached_token(key, time.time())
+                if token is not None:
+                    return token  # another request refreshed it while this one waited
+            cache = view.token_cache()
+            if cache is None:
+                raise InteractionRequired("the session holds no token cache")
+            token, new_cache = self._client.acquire_silent(
+                cache, current.record["id"], scopes, claims_challenge=claims_challenge)
+            view.store_token(current, token, new_cache)
+            view.flush()
         if new_cache is not None:
-            log.info("token refreshed for %s (scopes %s)", signed_in.user.username, " ".join(scopes))
+            log.info("msal_wsgi: token refreshed for %s (scopes %s)", current.user.username, key)
         return token
 
     def _challenge(self, environ: dict, view: SessionView, scopes: tuple[str, ...], reason: str,

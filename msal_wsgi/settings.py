@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence, Union
 from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
+from .locks import SessionLock, lock_from_setting
 
 #: Scopes msal adds to every sign-in itself; listing them is an error in msal.
 RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access"})
@@ -146,6 +147,7 @@ class Settings:
     sign_in_timeout: int = 600
     http_timeout: float = 10.0
     allowed_redirect_origins: tuple[str, ...] = ()
+    session_lock: Any = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -190,6 +192,7 @@ class Settings:
             raise ConfigurationError("session_key", "must name the environ key of the session")
         if self.session_options is not None:
             check_session_options(self.session_options)
+        set_(self, "session_lock", self._lock())
         endpoints = {"login_path": self.login_path, "logout_path": self.logout_path}
         for name, path in endpoints.items():
             if not isinstance(path, str) or not _PREFIX_RE.match(path) or path == "/":
@@ -197,6 +200,17 @@ class Settings:
         if self.login_path == self.logout_path:
             raise ConfigurationError("logout_path", "must differ from login_path")
         set_(self, "protect", self._checked_protect(endpoints))
+
+    def _lock(self) -> SessionLock:
+        value = self.session_lock
+        options = self.session_options or {}
+        if value is None and options.get("type") == "file" and (options.get("lock_dir") or options.get("data_dir")):
+            # Beaker file sessions are shared by the processes of one host: lock across them.
+            value = "file:" + os.path.join(str(options.get("lock_dir") or options.get("data_dir")), "msal_wsgi")
+        try:
+            return lock_from_setting(value)
+        except (ValueError, OSError, ImportError) as exc:
+            raise ConfigurationError("session_lock", str(exc)) from None
 
     def _origins(self) -> list[str]:
         origins = []
@@ -280,6 +294,7 @@ ENV_VARS = {
     "MSAL_MAX_PENDING_SIGN_INS": "max_pending_sign_ins",
     "MSAL_SIGN_IN_TIMEOUT": "sign_in_timeout",
     "MSAL_ALLOWED_REDIRECT_ORIGINS": "allowed_redirect_origins",
+    "MSAL_SESSION_LOCK": "session_lock",
 }
 
 
