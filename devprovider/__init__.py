@@ -9,6 +9,7 @@ environment variables.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
@@ -23,6 +24,10 @@ from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import requests
 import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 __all__ = [
     "DEVPROVIDER_DIR",
@@ -30,6 +35,7 @@ __all__ = [
     "DevProviderError",
     "SignInResult",
     "make_ca",
+    "make_client_certificate",
 ]
 
 DEVPROVIDER_DIR = Path(__file__).resolve().parent
@@ -58,6 +64,40 @@ def make_ca(directory: Path | str) -> tuple[Path, Path, Path]:
     cert_path.write_bytes(b"".join(blob.bytes() for blob in server.cert_chain_pems))
     server.private_key_pem.write_to_path(str(key_path))
     return ca_path, cert_path, key_path
+
+
+def make_client_certificate(directory: Path | str, name: str = "client-cert") -> tuple[Path, Path]:
+    """Write a new RSA key with a self-signed certificate, as for an app registration.
+
+    Returns the path of ``NAME.pem`` (private key then certificate: the file an
+    app's ``client_certificate`` setting reads) and of ``NAME.crt`` (the
+    certificate alone: what is uploaded to the provider).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    cert_pem = certificate.public_bytes(serialization.Encoding.PEM)
+    pem_path, crt_path = directory / f"{name}.pem", directory / f"{name}.crt"
+    pem_path.write_bytes(key_pem + cert_pem)
+    crt_path.write_bytes(cert_pem)
+    return pem_path, crt_path
 
 
 @dataclass
@@ -133,6 +173,7 @@ class DevProvider:
         self.port: int = 0
         self.workdir: Path | None = None
         self.ca_path: Path | None = None
+        self.client_certificate_path: Path | None = None
         self.log_path: Path | None = None
         self.last_session: requests.Session | None = None
         self._metadata: dict[str, Any] | None = None
@@ -142,7 +183,9 @@ class DevProvider:
     def start(self, workdir: Path | str, port: int = 0, **env: str | int) -> Self:
         """Start the provider (port 0: a free one) with extra ``OP_*`` env variables.
 
-        Files (CA, certificates, request log, stdout/stderr) go to ``workdir``.
+        Files (CA, certificates, request log, stdout/stderr) go to ``workdir``;
+        ``client-cert.pem`` (key and certificate, see :attr:`client_certificate_path`)
+        is the certificate credential of the client ``todo-web-cert``.
         """
         if self.process is not None:
             raise DevProviderError("provider already started")
@@ -150,6 +193,7 @@ class DevProvider:
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         ca_path, cert_path, key_path = make_ca(workdir)
+        client_pem, client_crt = make_client_certificate(workdir)
         log_path = workdir / "op-requests.jsonl"
         log_path.write_text("")
         stdout_path = workdir / "op-stdout.log"
@@ -160,6 +204,7 @@ class DevProvider:
             OP_CERT=str(cert_path),
             OP_KEY=str(key_path),
             OP_LOG=str(log_path),
+            OP_CLIENT_CERT=str(client_crt),
         )
         child_env.update({name: str(value) for name, value in env.items()})
         node = shutil.which("node")
@@ -177,6 +222,7 @@ class DevProvider:
                 stderr=err,
             )
         self.workdir, self.ca_path, self.log_path = workdir, ca_path, log_path
+        self.client_certificate_path = client_pem
         deadline = time.monotonic() + READY_TIMEOUT
         while True:
             for line in stdout_path.read_text(errors="replace").splitlines():

@@ -15,11 +15,15 @@
 //   OP_AT_TTL        access token lifetime of todo-web, seconds (default 3600)
 //   OP_SHORT_AT_TTL  access token lifetime of todo-web-short and
 //                    todo-web-rotating, seconds (default 303)
+//   OP_CLIENT_CERT   PEM file of the X.509 certificate registered for the
+//                    client todo-web-cert (optional; without it that client
+//                    does not exist). Like an Entra app registration, only the
+//                    public certificate is given to the provider.
 //   OP_VERBOSE       when set, keep oidc-provider's development warnings
 //
 // Prints "READY <issuer>" on stdout once listening.
 
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { X509Certificate, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { appendFileSync, readFileSync } from 'node:fs';
 import https from 'node:https';
 
@@ -39,6 +43,7 @@ const KEY = readFileSync(required('OP_KEY'));
 const LOG = env('OP_LOG');
 const AT_TTL = Number(env('OP_AT_TTL', '3600'));
 const SHORT_AT_TTL = Number(env('OP_SHORT_AT_TTL', '303'));
+const CLIENT_CERT = env('OP_CLIENT_CERT');
 const MOUNT = '/op';
 
 if (!env('OP_VERBOSE')) {
@@ -93,6 +98,31 @@ const CONFIDENTIAL = {
 
 const SHORT_TTL_CLIENTS = new Set(['todo-web-short', 'todo-web-rotating']);
 
+/**
+ * todo-web-cert authenticates with a certificate credential: a client assertion
+ * JWT (private_key_jwt) signed with the certificate's key. MSAL for Python signs
+ * it PS256 and names the certificate by its x5t#S256 thumbprint (no kid), so the
+ * registered key is the certificate's public key with that thumbprint.
+ */
+function certificateClient(path) {
+  const certificate = new X509Certificate(readFileSync(path));
+  const thumbprint = Buffer.from(certificate.fingerprint256.replaceAll(':', ''), 'hex').toString('base64url');
+  const jwk = {
+    ...certificate.publicKey.export({ format: 'jwk' }),
+    use: 'sig',
+    alg: 'PS256',
+    'x5t#S256': thumbprint,
+    x5c: [certificate.raw.toString('base64')],
+  };
+  return {
+    client_id: 'todo-web-cert',
+    ...CONFIDENTIAL,
+    token_endpoint_auth_method: 'private_key_jwt',
+    token_endpoint_auth_signing_alg: 'PS256',
+    jwks: { keys: [jwk] },
+  };
+}
+
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: randomBytes(8).toString('hex'), alg: 'RS256', use: 'sig' };
 
@@ -103,6 +133,7 @@ const configuration = {
     { client_id: 'todo-web', client_secret: 'todo-web-secret', ...CONFIDENTIAL },
     { client_id: 'todo-web-short', client_secret: 'todo-web-short-secret', ...CONFIDENTIAL },
     { client_id: 'todo-web-rotating', client_secret: 'todo-web-rotating-secret', ...CONFIDENTIAL },
+    ...(CLIENT_CERT ? [certificateClient(CLIENT_CERT)] : []),
   ],
   jwks: { keys: [signingKey] },
   cookies: { keys: [randomBytes(32).toString('base64url')] },
@@ -261,6 +292,11 @@ server.listen(PORT, '127.0.0.1', () => {
     const url = loopbackUrl(value);
     return !!url && !url.hash;
   };
+
+  // Entra-like: a client assertion is accepted again until it expires. MSAL
+  // builds one per application and reuses it for up to nine minutes, so a
+  // second sign-in within that time presents the same jti.
+  provider.ReplayDetection.unique = async () => true;
 
   callback = provider.callback();
   process.stdout.write(`READY ${issuer(port)}\n`);

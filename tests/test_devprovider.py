@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -12,7 +13,7 @@ import msal
 import pytest
 import requests
 
-from devprovider import DevProvider, DevProviderError
+from devprovider import DevProvider, DevProviderError, make_client_certificate
 
 # MSAL warns on every auth code flow that is not response_mode=form_post; the
 # query response mode is what these tests exercise on purpose.
@@ -169,6 +170,39 @@ def test_client_secret_basic_also_works(devprovider: DevProvider) -> None:
     assert response.status_code == 200, response.text
     assert claims(response.json()["access_token"])["aud"] == "api://r7"
 
+
+
+def certificate_app(
+    provider: DevProvider, pem_path: Path
+) -> msal.ConfidentialClientApplication:
+    """todo-web-cert with the key and certificate of one PEM file."""
+    pem = pem_path.read_text()
+    return msal.ConfidentialClientApplication(
+        "todo-web-cert",
+        client_credential={"private_key": pem, "public_certificate": pem},
+        oidc_authority=provider.issuer,
+    )
+
+
+def test_certificate_client_accepts_msal_client_assertions(
+    devprovider: DevProvider,
+) -> None:
+    assert devprovider.client_certificate_path is not None
+    app = certificate_app(devprovider, devprovider.client_certificate_path)
+    # MSAL reuses one assertion (PS256, x5t#S256, no kid) for minutes: two sign-ins.
+    for login in ("ivan", "judy"):
+        assert claims(sign_in_with_msal(devprovider, app, login)["id_token"])["sub"] == login
+
+
+def test_certificate_client_refuses_another_certificate(
+    devprovider: DevProvider, tmp_path: Path
+) -> None:
+    other, _ = make_client_certificate(tmp_path, "other")
+    app = certificate_app(devprovider, other)
+    flow = app.initiate_auth_code_flow([TODO_READ], redirect_uri=REDIRECT_URI)
+    result = devprovider.sign_in(flow["auth_uri"], login="mallory")
+    tokens = app.acquire_token_by_auth_code_flow(flow, result.params)
+    assert tokens.get("error") == "invalid_client", tokens
 
 def test_form_post_response_mode(devprovider: DevProvider) -> None:
     app = make_app(devprovider)
