@@ -10,12 +10,10 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import urljoin
-
 import webtest
 
-from support.apps import TODO_READ, make_testapp, sign_in
-from support.served import browser, gunicorn
+from support.apps import SECRETS, TODO_READ, make_testapp, sign_in
+from support.servers import Browser, GunicornServer, free_port
 
 N = 8
 ROTATING = "todo-web-rotating"
@@ -64,37 +62,28 @@ def test_the_rotated_refresh_token_is_kept_for_the_next_refresh(provider):
     assert len(provider.token_requests_since(mark)) == 1
 
 
-def _http_sign_in(base: str, provider) -> object:
-    client = browser()
-    start = client.get(base + "/todos", allow_redirects=False)
-    assert start.status_code == 302
-    result = provider.sign_in(start.headers["Location"])
-    back = client.post(urljoin(base, result.url), data=dict(result.form, msal_wsgi_repost="1"),
-                       allow_redirects=False)
-    assert back.status_code == 302 and back.headers["Location"] == base + "/todos", back.text
-    assert client.get(base + "/todos").json()["token"]["scopes"] == [TODO_READ]
-    return client
-
-
 def test_parallel_requests_across_gunicorn_workers_refresh_once(provider, tmp_path):
-    env = {"MSAL_CLIENT_ID": ROTATING, "MSAL_CLIENT_SECRET": f"{ROTATING}-secret",
-           "MSAL_OIDC_AUTHORITY": provider.issuer, "SESSION_DIR": str(tmp_path / "sessions"),
-           "MSAL_PROTECT": f"/todos = {TODO_READ}"}
-    with gunicorn(env, tmp_path / "gunicorn.log", workers=3) as base:
-        client = _http_sign_in(base, provider)
-        cookies = client.cookies.get_dict()
+    port = free_port()
+    env = {"MSAL_CLIENT_ID": ROTATING, "MSAL_CLIENT_SECRET": SECRETS[ROTATING],
+           "MSAL_OIDC_AUTHORITY": provider.issuer, "MSAL_REDIRECT_URI": f"http://127.0.0.1:{port}/auth/callback",
+           "MSAL_PROTECT": f"/todos = {TODO_READ}", "SESSION_DIR": str(tmp_path / "sessions")}
+    with GunicornServer("tests.support.gunicorn_app:application", tmp_path, env=env, port=port, workers=3) as web:
+        browser = Browser(provider)
+        assert browser.sign_in(web.url + "/todos").json()["token"]["scopes"] == [TODO_READ]
+        cookies = browser.session.cookies.get_dict()
         time.sleep(EXPIRES_AFTER)
         mark = provider.mark()
 
         def request():
-            with browser() as tab:
-                response = tab.get(base + "/todos", cookies=cookies, timeout=20, allow_redirects=False)
-                token = response.json()["token"]["value"] if response.status_code == 200 else None
-                return response.status_code, token, response.headers
+            tab = Browser(provider)
+            tab.session.cookies.update(cookies)
+            response = tab.get(web.url + "/todos")
+            return response.status_code, response.json()["token"]["value"] if response.status_code == 200 else None
 
         answers = _in_parallel(3 * N, request)
-        assert [status for status, _, _ in answers] == [200] * (3 * N)
-        assert len({token for _, token, _ in answers}) == 1
+        assert [status for status, _ in answers] == [200] * (3 * N)
+        assert len({token for _, token in answers}) == 1
         assert len(provider.token_requests_since(mark)) == 1
-        after = browser().get(base + "/todos", params={"acquire": "api://r1/access"}, cookies=cookies).json()
+        assert len(web.worker_pids()) > 1
+        after = browser.get(web.url + "/todos", params={"acquire": "api://r1/access"}).json()
         assert after["acquired"]["scopes"] == ["api://r1/access"]
