@@ -1,0 +1,121 @@
+// Sign in to the sample app in headless Chromium, add a to-do item, reload, sign out.
+//
+//   node e2e.mjs BASE_URL ARTIFACTS_DIR [LOGIN]
+//
+// BASE_URL is the sample app (e.g. http://localhost:5000); the identity provider
+// it redirects to may have any TLS certificate (the test CA is not trusted).
+// Prints one JSON object on stdout: {ok, steps, callbacks, items, error?}; each
+// step saved ARTIFACTS_DIR/NN-name.png. Exits 1 when a step failed.
+// Chromium is Debian's (CHROMIUM or /usr/bin/chromium), driven by playwright-core;
+// Playwright's own browser download is never used.
+
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const [base, artifacts, login = 'browser-user'] = process.argv.slice(2);
+if (!base || !artifacts) {
+  console.error('usage: node e2e.mjs BASE_URL ARTIFACTS_DIR [LOGIN]');
+  process.exit(2);
+}
+const ITEM = 'Try msal_wsgi in a real browser';
+const STEP_TIMEOUT = 15_000;
+const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+mkdirSync(artifacts, { recursive: true });
+const profile = mkdtempSync(join(tmpdir(), 'msal-wsgi-chromium-'));
+const result = { ok: false, steps: [], callbacks: [], items: [] };
+let context;
+let page;
+
+// What each request to the app's callback carried: the cross-site form_post
+// arrives without the SameSite=Lax session cookie, the re-post with it.
+function watchCallbacks() {
+  context.on('request', async (request) => {
+    const url = new URL(request.url());
+    if (url.origin !== new URL(base).origin || !url.pathname.endsWith('/auth/callback')) return;
+    const entry = { method: request.method(), repost: (request.postData() || '').includes('msal_wsgi_repost=1') };
+    result.callbacks.push(entry);
+    const headers = await request.allHeaders();  // includes the Cookie header the network stack added
+    entry.cookie = /(^|;\s*)msal_wsgi_sample=/.test(headers.cookie || '');
+  });
+}
+
+async function step(name) {
+  const file = join(artifacts, `${String(result.steps.length + 1).padStart(2, '0')}-${name}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  result.steps.push({ name, url: page.url(), title: await page.title(), screenshot: file });
+}
+
+async function items() {
+  return page.locator('#todos li').allTextContents();
+}
+
+try {
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: FLAGS,
+    ignoreHTTPSErrors: true,
+    viewport: { width: 900, height: 700 },
+  });
+  context.setDefaultTimeout(STEP_TIMEOUT);
+  watchCallbacks();
+  page = context.pages()[0] || await context.newPage();
+
+  await page.goto(`${base}/`);
+  await step('home');
+
+  await page.click('#sign-in');
+  await page.waitForSelector('input[name="login"]');
+  await step('provider-login');
+  await page.fill('input[name="login"]', login);
+  await page.fill('input[name="password"]', 'any password');
+  await page.click('button[type="submit"]');
+
+  await page.waitForSelector('form input[name="prompt"][value="consent"]', { state: 'attached' });
+  await step('provider-consent');
+  await page.click('button[type="submit"]');
+
+  await page.waitForURL(`${base}/todos`);
+  await page.waitForSelector('#user');
+  result.user = (await page.textContent('#user')).trim();
+  await step('signed-in');
+
+  await page.fill('input[name="description"]', ITEM);
+  await Promise.all([page.waitForURL(`${base}/todos`), page.click('form[method="post"] button[type="submit"]')]);
+  await page.waitForSelector(`#todos li:has-text("${ITEM}")`);
+  await step('item-added');
+
+  await page.reload();
+  await page.waitForSelector('#user');
+  result.items = await items();
+  await step('reloaded');
+
+  await page.click('#sign-out');
+  await page.waitForSelector('#op\\.logoutForm', { state: 'attached' });
+  await step('provider-sign-out');
+  await page.click('button[name="logout"][value="yes"]');
+  await page.waitForURL(`${base}/`);
+  await step('signed-out');
+
+  await page.goto(`${base}/todos`);
+  await page.waitForSelector('input[name="login"]');
+  result.signed_out_redirect = page.url();
+  await step('todos-needs-sign-in-again');
+
+  result.ok = true;
+} catch (error) {
+  result.error = String(error && error.stack ? error.stack : error);
+  if (page) {
+    await step('failed').catch(() => {});
+  }
+} finally {
+  if (context) await context.close().catch(() => {});
+  rmSync(profile, { recursive: true, force: true });
+}
+
+console.log(JSON.stringify(result, null, 2));
+process.exit(result.ok ? 0 : 1);
