@@ -152,7 +152,7 @@ class MsalMiddleware:
                    claims_challenge: str | None = None) -> Response:
         """Interaction is required: a browser is sent to sign in, an API caller gets 401."""
         request = Request(environ)
-        here = request.script_name + request.path_info + (f"?{request.query_string}" if request.query_string else "")
+        here = self._safe_next(request, request.path_qs)  # a raw path can look like //host or /\\host
         if not wants_redirect(environ):
             login_url = request.script_name + self.settings.login_path
             log.info("401 for %s %s: %s", request.method, request.path_info[:200], reason)
@@ -304,8 +304,9 @@ class MsalMiddleware:
     def _unavailable(self, environ: dict, message: str) -> Response:
         if not wants_redirect(environ):
             return json_error(503, "temporarily_unavailable", message, retry_after=_RETRY_AFTER)
+        request = Request(environ)
         return error_page(503, "Please try again shortly", message + " Nothing was lost; try again in a moment.",
-                          retry_after=_RETRY_AFTER, link=(Request(environ).path_qs, "Try again"))
+                          retry_after=_RETRY_AFTER, link=(self._safe_next(request, request.path_qs), "Try again"))
 
     def _no_session_page(self, kind: str) -> Response:
         if not self._warned_no_session:

@@ -1,0 +1,124 @@
+"""After sign-in and sign-out the browser only goes to a page of this app (or an allowed origin).
+
+The oracle resolves a ``Location`` the way a browser's URL parser (WHATWG) does for
+http(s): tabs and newlines are removed, leading C0 controls and spaces stripped, and
+backslashes read as slashes; then the result must keep the app's origin.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urljoin, urlsplit
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from msal_wsgi.redirects import safe_next
+
+from support.apps import complete_sign_in, make_testapp, sign_in
+
+APP = "http://localhost"
+ALLOWED = "https://partner.example"
+
+
+def browser_resolves(location: str, base: str = APP + "/") -> str:
+    """Where a browser goes for this Location (WHATWG parsing, close enough for origins)."""
+    cleaned = "".join(c for c in location if c not in "\t\n\r").strip("".join(map(chr, range(0x21))))
+    return urljoin(base, cleaned.replace("\\", "/"))
+
+
+def origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}:{parts.port or {'http': 80, 'https': 443}.get(parts.scheme)}"
+
+
+def stays_home(location: str, allowed: tuple[str, ...] = ()) -> bool:
+    target = origin(browser_resolves(location))
+    return target == origin(APP) or target in {origin(a) for a in allowed}
+
+
+HOSTILE = [
+    "//evil.example", "///evil.example", "/\\evil.example", "\\\\evil.example", "/\\/evil.example",
+    "/%2F/evil.example", "/%2f%2fevil.example", "/%5Cevil.example", "/%5c/evil.example", "/%09/evil.example",
+    "/\t/evil.example", " //evil.example", "\t//evil.example", "/ /evil.example", "%2F%2Fevil.example",
+    "https://evil.example", "http://evil.example/", "HTTPS://evil.example", "https:evil.example",
+    "https://partner.example.evil.example", "https://partner.example@evil.example", "https://evil.example@partner.example",
+    "https://user:pw@partner.example/", "javascript:alert(1)", "data:text/html,x", "//partner.example",
+    "/\x00/evil.example", "/\r\nLocation: https://evil.example", "evil.example", "@evil.example", "%00//evil.example",
+    "/%E3%80%82evil.example", "/\u3002/evil.example", "\uff0f\uff0fevil.example", "https:/\\evil.example",
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=repr)
+def test_hostile_next_falls_back_to_the_app(value):
+    assert safe_next(value, allowed_origins=(ALLOWED,)) == "/"
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("/todos?filter=open", "/todos?filter=open"),
+    ("/todos/1#x", "/todos/1#x"),
+    ("https://partner.example/back", "https://partner.example/back"),
+    ("https://PARTNER.example/back", "https://PARTNER.example/back"),
+    ("https://partner.example:8443/back", "/"),
+    ("http://partner.example/back", "/"),
+], ids=repr)
+def test_paths_of_the_app_and_allowed_origins_pass(value, expected):
+    assert safe_next(value, allowed_origins=(ALLOWED,)) == expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("/app/todos", "/app/todos"), ("/app", "/app"), ("/app?x=1", "/app?x=1"),
+    ("/other", "/app/"), ("/application", "/app/"), ("//app/x", "/app/"),
+], ids=repr)
+def test_mounted_app_only_redirects_under_its_mount_point(value, expected):
+    assert safe_next(value, script_name="/app") == expected
+
+
+SEPARATORS = st.sampled_from(["/", "\\", "%2F", "%2f", "%5C", "%5c", "%09", "\t", "\n", " ", "%20", "@", ":",
+                              "%00", "\x00", "\x7f", ".", "..", "%2E", "?", "#", "//", "%252F", "\u3002", "\uff0f"])
+NEXT_VALUES = st.one_of(
+    st.text(max_size=60),
+    st.lists(st.one_of(SEPARATORS, st.sampled_from(["evil.example", "partner.example", "https:", "http:", "todos"]),
+                       st.text(max_size=4)), max_size=10).map("".join),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(NEXT_VALUES)
+def test_no_generated_next_leaves_the_origin(value):
+    assert stays_home(safe_next(value, allowed_origins=(ALLOWED,)), (ALLOWED,))
+    assert stays_home(safe_next(value, script_name="/app"))
+    assert safe_next(value, script_name="/app").startswith("/app")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=NEXT_VALUES)
+def test_sign_in_with_any_next_comes_back_to_the_app(provider, value):
+    app = make_testapp(provider, allowed_redirect_origins=(ALLOWED,))
+    start = app.get("/auth/login", {"next": value}, status="*")
+    back = complete_sign_in(app, provider, start)
+    assert back.status_int == 302
+    assert stays_home(back.location, (ALLOWED,)), back.location
+
+
+@pytest.mark.parametrize("path", ["//evil.example/../todos", "/\\evil.example/../todos"])
+def test_a_protected_path_that_looks_like_another_host_does_not_become_the_next_page(provider, path):
+    app = make_testapp(provider)
+    start = app.get("/", extra_environ={"PATH_INFO": path}, status="*")  # a raw request line, not a URL
+    back = complete_sign_in(app, provider, start)
+    assert stays_home(back.location), back.location
+
+
+def test_sign_out_goes_to_the_provider_then_to_the_configured_page(provider):
+    app = make_testapp(provider)
+    sign_in(app, provider)
+    out = app.get("/auth/logout", {"next": "//evil.example"})
+    assert out.location.startswith(provider.issuer + "/session/end")
+    assert "evil" not in out.location
+    assert provider.end_session(out.location) == "http://localhost/"
+
+
+def test_the_retry_link_of_an_error_page_stays_home(provider):
+    app = make_testapp(provider, oidc_authority="https://127.0.0.1:9/op")  # nothing listens on port 9
+    page = app.get("/", extra_environ={"PATH_INFO": "//evil.example/../todos"}, status=503)
+    assert 'href="//' not in page.text and "evil" not in page.text.split("<a", 1)[1]
