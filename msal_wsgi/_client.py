@@ -149,6 +149,21 @@ class IdentityClient:
         self._msal  # noqa: B018
         return dict(self._http.discovery)
 
+    def credential_problem(self) -> str | None:
+        """Have the token endpoint authenticate this client (a client credentials request).
+
+        Returns the provider's description when it rejects the client's id or credential
+        (``invalid_client``), else ``None``: any other answer means authentication passed.
+        """
+        with self._using(msal.SerializableTokenCache()):
+            try:
+                result = self._msal.acquire_token_for_client([f"{self._settings.client_id}/.default"])
+            except requests.RequestException as exc:
+                raise ProviderUnavailable(f"token endpoint unreachable: {type(exc).__name__}") from None
+        if result.get("error") == "invalid_client":
+            return str(result.get("error_description") or "invalid_client")[:300]
+        return None
+
     @contextlib.contextmanager
     def _using(self, cache: msal.SerializableTokenCache) -> Iterator[None]:
         token = self._router._current.set(cache)

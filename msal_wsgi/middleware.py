@@ -12,6 +12,7 @@ from webob import Request, Response
 from webob.exc import HTTPFound
 
 from . import _environ as K
+from . import _events as E
 from ._client import AccessToken, IdentityClient
 from ._session import SessionView, SignedIn, User, scope_key
 from .errors import InteractionRequired, ProviderUnavailable, SessionUnavailable
@@ -61,6 +62,7 @@ class MsalMiddleware:
         self.settings = settings
         self._router = Router(settings.protect)
         self._client = IdentityClient(settings)
+        self._events = E.Events(settings.on_event)
         self._lock = settings.session_lock
         self._callback = settings.callback_path
         self._fingerprint = hashlib.sha256(
@@ -127,6 +129,8 @@ class MsalMiddleware:
         if claims_challenge is None:
             token = signed_in.cached_token(key, time.time())
             if token is not None:
+                if self._events.hook is not None:
+                    self._events.notify(E.TOKEN_CACHE_HIT, {"scopes": scopes})
                 return token
         with self._lock(view.session_id or f"unkeyed:{id(view)}"):
             view.reload()
@@ -145,7 +149,8 @@ class MsalMiddleware:
             view.store_token(current, token, new_cache)
             view.flush()
         if new_cache is not None:
-            log.info("msal_wsgi: token refreshed for %s (scopes %s)", current.user.username, key)
+            self._events(E.TOKEN_REFRESHED, logging.INFO, "token refreshed for %s (scopes %s)",
+                         current.user.username, key, user=current.user.username, scopes=scopes)
         return token
 
     def _challenge(self, environ: dict, view: SessionView, scopes: tuple[str, ...], reason: str,
@@ -153,9 +158,13 @@ class MsalMiddleware:
         """Interaction is required: a browser is sent to sign in, an API caller gets 401."""
         request = Request(environ)
         here = self._safe_next(request, request.path_qs)  # a raw path can look like //host or /\\host
-        if not wants_redirect(environ):
+        redirect = wants_redirect(environ)
+        self._events(E.INTERACTION_REQUIRED, logging.DEBUG if redirect else logging.INFO,
+                     "interaction required for %s %s (%s): %s", request.method, request.path_info[:200],
+                     "sign-in redirect" if redirect else "401", reason,
+                     reason=reason, path=request.path_info[:200], redirect=redirect)
+        if not redirect:
             login_url = request.script_name + self.settings.login_path
-            log.info("401 for %s %s: %s", request.method, request.path_info[:200], reason)
             return json_error(401, "interaction_required", "Sign-in required: " + reason, login_url=login_url)
         return self._start_sign_in(request, view, scopes, here, claims_challenge=claims_challenge)
 
@@ -178,7 +187,9 @@ class MsalMiddleware:
         pending = {"flow": flow, "next": next_url, "scopes": list(scopes), "t": time.time()}
         view.add_flow(flow["state"], pending, limit=self.settings.max_pending_sign_ins,
                       ttl=self.settings.sign_in_timeout)
-        log.info("sign-in started (state %s…) for %s", flow["state"][:6], next_url[:200])
+        self._events(E.SIGN_IN_STARTED, logging.INFO, "sign-in started (state %s…, %s) for %s", flow["state"][:6],
+                     "with a claims challenge" if claims_challenge else "no claims challenge", next_url[:200],
+                     scopes=scopes, claims_challenge=claims_challenge is not None, next=next_url[:200])
         return HTTPFound(location=flow["auth_uri"])
 
     def start_sign_in(self, environ: dict, *, claims_challenge: str | None = None,
@@ -192,7 +203,7 @@ class MsalMiddleware:
         scopes = tuple(scopes) if scopes is not None else (
             rule.scopes_for(environ.get("REQUEST_METHOD", "GET")) if rule else self.settings.login_scopes)
         request = Request(environ)
-        here = self._safe_next(request, request.script_name + request.path_info)
+        here = self._safe_next(request, request.path_qs)
         return self._start_sign_in(request, self._view(environ), scopes, here, claims_challenge=claims_challenge)
 
     # -- the callback ---------------------------------------------------------
@@ -204,7 +215,8 @@ class MsalMiddleware:
         for name, limit in _CALLBACK_LIMITS.items():
             values = source.getall(name)
             if len(values) > 1 or (values and (not isinstance(values[0], str) or len(values[0]) > limit)):
-                log.warning("callback rejected: repeated or oversized %r", name)
+                self._events(E.SIGN_IN_FAILED, logging.WARNING, "callback rejected: repeated or oversized %r", name,
+                             reason="malformed_response")
                 return self._restart_page(request, 400, "The sign-in response was malformed.")
             if values:
                 params[name] = values[0]
@@ -218,7 +230,8 @@ class MsalMiddleware:
         state = params.get("state", "")
         pending = view.pop_flow(state, ttl=self.settings.sign_in_timeout) if state else None
         if "error" in params:
-            log.warning("sign-in failed at the provider: %s", params["error"])
+            self._events(E.SIGN_IN_FAILED, logging.WARNING, "sign-in failed at the provider: %s", params["error"],
+                         reason="provider_error", error=params["error"])
             status = 403 if params["error"] in ("access_denied", "consent_required") else 400
             description = params.get("error_description") or params["error"]
             return self._restart_page(request, status, f"The identity provider said: {description}",
@@ -226,16 +239,18 @@ class MsalMiddleware:
         if pending is None:
             return self._unknown_state(request, view, state)
         if "code" not in params:
-            log.warning("callback without a code")
+            self._events(E.SIGN_IN_FAILED, logging.WARNING, "callback without a code", reason="no_code")
             return self._restart_page(request, 400, "The sign-in response had no code.", next_url=pending["next"])
         try:
             result = self._client.redeem(pending["flow"], params, tuple(pending.get("scopes", ())))
         except InteractionRequired as exc:
-            log.warning("sign-in failed: %s", exc.reason)
+            self._events(E.SIGN_IN_FAILED, logging.WARNING, "sign-in failed: the code was not redeemed: %s",
+                         exc.reason, reason="code_rejected")
             return self._restart_page(request, 400, "The sign-in could not be completed.", next_url=pending["next"])
         view.sign_in(result.account_id, result.claims, result.cache, result.token,
                      self._fingerprint, state, pending["next"])
-        log.info("sign-in completed for %s", User(result.account_id, result.claims).username)
+        username = User(result.account_id, result.claims).username
+        self._events(E.SIGN_IN_COMPLETED, logging.INFO, "sign-in completed for %s", username, user=username)
         return HTTPFound(location=pending["next"])
 
     def _unknown_state(self, request: Request, view: SessionView, state: str) -> Response:
@@ -243,7 +258,8 @@ class MsalMiddleware:
         if next_url is not None and view.signed_in(self._fingerprint) is not None:
             log.info("callback for a completed sign-in replayed; moving on")
             return HTTPFound(location=next_url)
-        log.warning("callback with an unknown or expired state")
+        self._events(E.SIGN_IN_FAILED, logging.WARNING, "callback with an unknown or expired state",
+                     reason="unknown_state")
         return self._restart_page(request, 400, "This sign-in link has expired, was already used, or was "
                                                 "started in another browser.")
 
@@ -257,8 +273,9 @@ class MsalMiddleware:
 
     def _handle_sign_out(self, environ: dict, start_response: Callable[..., Any]) -> Response:
         request = Request(environ)
-        if self._view(environ).sign_out():
-            log.info("signed out")
+        signed_in = self._view(environ).sign_out()
+        self._events(E.SIGN_OUT, logging.INFO if signed_in else logging.DEBUG,
+                     "signed out" if signed_in else "sign-out without a signed-in user", signed_in=signed_in)
         end_session = None
         try:
             end_session = self._client.end_session_endpoint
@@ -292,10 +309,11 @@ class MsalMiddleware:
         except _NoSession as exc:
             response = self._no_session_page(str(exc))
         except SessionUnavailable as exc:
-            log.error("session store unavailable: %s", exc)
+            self._events(E.SESSION_UNAVAILABLE, logging.ERROR, "session store unavailable: %s", exc, error=str(exc))
             response = self._unavailable(environ, "The session store is unavailable.")
         except ProviderUnavailable as exc:
-            log.error("identity provider unavailable: %s", exc)
+            self._events(E.PROVIDER_UNAVAILABLE, logging.ERROR, "identity provider unavailable: %s", exc,
+                         error=str(exc))
             response = self._unavailable(environ, "The identity provider is unavailable.")
         if isinstance(response, Response):
             return response(environ, start_response)

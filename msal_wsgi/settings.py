@@ -7,10 +7,11 @@ a failure raises :class:`~msal_wsgi.ConfigurationError` naming the setting.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, Callable, Mapping, Sequence, Union
 from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
@@ -148,6 +149,7 @@ class Settings:
     http_timeout: float = 10.0
     allowed_redirect_origins: tuple[str, ...] = ()
     session_lock: Any = field(default=None, compare=False)
+    on_event: Callable[[str, Mapping[str, Any]], None] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -193,6 +195,8 @@ class Settings:
         if self.session_options is not None:
             check_session_options(self.session_options)
         set_(self, "session_lock", self._lock())
+        if self.on_event is not None and not callable(self.on_event):
+            raise ConfigurationError("on_event", f"{self.on_event!r} is not callable: give a function(name, data)")
         endpoints = {"login_path": self.login_path, "logout_path": self.logout_path}
         for name, path in endpoints.items():
             if not isinstance(path, str) or not _PREFIX_RE.match(path) or path == "/":
@@ -262,15 +266,18 @@ class Settings:
         values = dict(settings)
         if env is not None:
             values.update(_from_env_vars(env))
-        return cls(**_coerce(values))
+        return cls(**{**_REQUIRED, **_coerce(values)})
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build from ``MSAL_*`` environment variables; keyword ``overrides`` win."""
         values = _coerce(_from_env_vars(os.environ if env is None else env))
         values.update(overrides)
-        return cls(**values)
+        return cls(**{**_REQUIRED, **values})
 
+
+#: Absent required settings reach validation empty, so the error names them (not a TypeError).
+_REQUIRED = {"client_id": "", "redirect_uri": ""}
 
 #: Environment variable -> setting name.
 ENV_VARS = {
@@ -333,6 +340,8 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
 
 def _from_string(key: str, value: str) -> Any:
     value = value.strip()
+    if key == "on_event":
+        return _import_object(key, value) if value else None
     if key == "protect":
         return parse_protect(value)
     if key in ("login_scopes", "allowed_redirect_origins"):
@@ -361,3 +370,15 @@ def _certificate(path: str, password: str | None) -> dict[str, Any]:
     if "PRIVATE KEY" not in pem or "CERTIFICATE" not in pem:
         raise ConfigurationError("client_certificate", f"{path!r} must be a PEM file with the private key and certificate")
     return {"private_key": pem, "public_certificate": pem, "passphrase": password}
+
+
+def _import_object(key: str, spec: str) -> Any:
+    """``package.module:name`` -> the object, for settings that name a function in an ini file."""
+    module, _, name = spec.partition(":")
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in name.split(".") if name else ():
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigurationError(key, f"cannot import {spec!r} (write 'package.module:function'): {exc}") from None
+    return obj
