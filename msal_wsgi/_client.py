@@ -87,8 +87,9 @@ class _CacheRouter:
 class _HttpClient:
     """requests with a default timeout, remembering the discovery document msal fetched."""
 
-    def __init__(self, timeout: float) -> None:
-        self._session = requests.Session()  # trust_env: honours REQUESTS_CA_BUNDLE and proxies
+    def __init__(self, timeout: float, session: requests.Session | None = None) -> None:
+        # trust_env (the default): honours REQUESTS_CA_BUNDLE and proxies
+        self._session = session if session is not None else requests.Session()
         self._timeout = timeout
         self.discovery: dict[str, Any] = {}
 
@@ -109,12 +110,16 @@ class _HttpClient:
 
 
 class IdentityClient:
-    """Sign-in, code redemption and silent token acquisition against one authority."""
+    """Sign-in, code redemption and silent token acquisition against one authority.
 
-    def __init__(self, settings: Settings) -> None:
+    ``http_session`` is the :class:`requests.Session` msal's requests go through
+    (default: a new one); tests give one with a transport adapter mounted.
+    """
+
+    def __init__(self, settings: Settings, *, http_session: requests.Session | None = None) -> None:
         self._settings = settings
         self._router = _CacheRouter()
-        self._http = _HttpClient(settings.http_timeout)
+        self._http = _HttpClient(settings.http_timeout, http_session)
         self._http_cache: dict[Any, Any] = {}
         self._app: msal.ConfidentialClientApplication | None = None
         self._lock = threading.Lock()

@@ -1,0 +1,123 @@
+"""Entra workforce tenants, External ID (ciamlogin.com) and B2C authorities, offline.
+
+These hosts cannot be reached from the test machine, so msal's HTTP requests go
+through a transport adapter that answers the discovery documents recorded
+below (shortened, fields as Entra serves them) and 404s anything else. It is a
+fake of the network only: the settings, msal's authority handling and our
+client are the real ones. That shows which discovery URL msal derives from each
+authority and that sign-in and sign-out use the endpoints it announces. Any
+other OpenID Connect provider (``oidc_authority``) is covered end to end by the
+local provider in the rest of the suite.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+import urllib3
+
+from msal_wsgi import ProviderUnavailable, Settings
+from msal_wsgi._client import IdentityClient
+
+TENANT_ID = "aaaabbbb-0000-cccc-1111-dddd2222eeee"
+
+
+def entra_document(base: str, issuer: str) -> dict[str, object]:
+    """A v2.0 discovery document whose endpoints live under ``base``."""
+    return {
+        "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+        "token_endpoint": f"{base}/oauth2/v2.0/token",
+        "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
+        "jwks_uri": f"{base}/discovery/v2.0/keys",
+        "issuer": issuer,
+        "response_modes_supported": ["query", "fragment", "form_post"],
+        "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+    }
+
+
+WORKFORCE = entra_document(f"https://login.microsoftonline.com/{TENANT_ID}",
+                           f"https://login.microsoftonline.com/{TENANT_ID}/v2.0")
+CIAM = entra_document(f"https://contoso.ciamlogin.com/{TENANT_ID}",
+                      f"https://{TENANT_ID}.ciamlogin.com/{TENANT_ID}/v2.0")
+B2C = entra_document("https://contoso.b2clogin.com/contoso.onmicrosoft.com/b2c_1_signupsignin",
+                     f"https://contoso.b2clogin.com/{TENANT_ID}/v2.0/")
+
+# authority setting -> (the discovery URL msal asks, the document recorded there)
+AUTHORITIES = {
+    "workforce tenant by name": (
+        "https://login.microsoftonline.com/contoso.onmicrosoft.com",
+        "https://login.microsoftonline.com/contoso.onmicrosoft.com/v2.0/.well-known/openid-configuration",
+        WORKFORCE),
+    "workforce tenant by id": (
+        f"https://login.microsoftonline.com/{TENANT_ID}",
+        f"https://login.microsoftonline.com/{TENANT_ID}/v2.0/.well-known/openid-configuration",
+        WORKFORCE),
+    "external id (ciam)": (
+        "https://contoso.ciamlogin.com/",
+        "https://contoso.ciamlogin.com/contoso.onmicrosoft.com/v2.0/.well-known/openid-configuration",
+        CIAM),
+    "external id (ciam) with tenant": (
+        f"https://contoso.ciamlogin.com/{TENANT_ID}",
+        f"https://contoso.ciamlogin.com/{TENANT_ID}/v2.0/.well-known/openid-configuration",
+        CIAM),
+    "b2c user flow": (
+        "https://contoso.b2clogin.com/contoso.onmicrosoft.com/B2C_1_signupsignin",
+        "https://contoso.b2clogin.com/contoso.onmicrosoft.com/B2C_1_signupsignin/v2.0/.well-known/openid-configuration",
+        B2C),
+}
+
+
+class RecordedDiscovery(requests.adapters.HTTPAdapter):
+    """Answers GETs of recorded documents by exact URL, 404 otherwise; logs every URL asked."""
+
+    def __init__(self, documents: dict[str, object]) -> None:
+        super().__init__()
+        self.documents = documents
+        self.asked: list[str] = []
+
+    def send(self, request: requests.PreparedRequest, *args: object, **kwargs: object) -> requests.Response:
+        url = str(request.url)
+        self.asked.append(url)
+        found = request.method == "GET" and url in self.documents
+        body = json.dumps(self.documents[url] if found else {"error": "not_recorded"}).encode()
+        raw = urllib3.HTTPResponse(body=io.BytesIO(body), status=200 if found else 404, preload_content=False,
+                                   headers={"Content-Type": "application/json"})
+        return self.build_response(request, raw)
+
+
+def offline_client(authority: str, documents: dict[str, object]) -> tuple[IdentityClient, RecordedDiscovery]:
+    settings = Settings(client_id="11112222-bbbb-3333-cccc-4444dddd5555", client_credential="secret",
+                        authority=authority, redirect_uri="https://app.example/auth/callback")
+    assert settings.authority == authority  # passed to msal unchanged
+    network = RecordedDiscovery(documents)
+    session = requests.Session()
+    session.mount("https://", network)
+    return IdentityClient(settings, http_session=session), network
+
+
+@pytest.mark.parametrize("authority,discovery_url,document", AUTHORITIES.values(), ids=AUTHORITIES.keys())
+def test_sign_in_and_sign_out_use_the_endpoints_the_authority_announces(authority, discovery_url, document):
+    client, network = offline_client(authority, {discovery_url: document})
+    flow = client.begin_sign_in(("api://todo/ToDoList.Read",), login_hint="alice@contoso.example")
+    assert network.asked == [discovery_url]  # tenant discovery only: no instance discovery
+    authorize = urlsplit(flow["auth_uri"])
+    assert f"{authorize.scheme}://{authorize.netloc}{authorize.path}" == document["authorization_endpoint"]
+    query = parse_qs(authorize.query)
+    assert query["client_id"] == ["11112222-bbbb-3333-cccc-4444dddd5555"]
+    assert query["redirect_uri"] == ["https://app.example/auth/callback"]
+    assert query["response_mode"] == ["form_post"] and query["login_hint"] == ["alice@contoso.example"]
+    assert query["scope"][0].split() == ["api://todo/ToDoList.Read", "offline_access", "openid", "profile"]
+    assert client.end_session_endpoint == document["end_session_endpoint"]
+
+
+def test_an_unknown_tenant_is_reported_as_the_provider_being_unavailable():
+    # Entra answers 400 for a tenant that does not exist; here nothing is recorded: 404.
+    client, _ = offline_client("https://login.microsoftonline.com/no-such-tenant", {})
+    with pytest.raises(ProviderUnavailable, match="no-such-tenant"):
+        client.check()
