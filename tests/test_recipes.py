@@ -69,3 +69,14 @@ def test_pyramid_recipe_through_paste_deploy(provider, recipe_env, tmp_path, mon
     app = loadapp(f"config:{ini}")
     assert_view_sees_user_and_token(webtest.TestApp(app), provider)
     assert list((tmp_path / "sessions").rglob("*.cache")), "Beaker's file sessions live where the ini says"
+
+
+def test_session_keys_in_the_msal_section_install_beaker(provider, recipe_env, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    ini = tmp_path / "app.ini"
+    ini.write_text("[pipeline:main]\npipeline = msal todo\n\n"
+                   "[filter:msal]\nuse = egg:msal_wsgi\nsession.type = file\nsession.data_dir = %(here)s/sessions\n"
+                   "protect = /todos = api://todo/ToDoList.Read\n\n"
+                   "[app:todo]\nuse = call:pyramid_app:main\n")
+    assert_view_sees_user_and_token(webtest.TestApp(loadapp(f"config:{ini}")), provider)
+    assert list((tmp_path / "sessions").rglob("*.cache"))
