@@ -244,7 +244,7 @@ class SessionView:
         if pending is not None or len(live) != len(flows):
             self._session[K.SESSION_FLOWS] = live
             self._save()
-        if type(pending) is dict and time.time() - pending.get("t", 0) <= ttl and isinstance(pending.get("flow"), dict):
+        if type(pending) is dict and _fresh(pending, time.time(), ttl) and isinstance(pending.get("flow"), dict):
             return pending
         return None
 
@@ -256,4 +256,10 @@ class SessionView:
     @staticmethod
     def _live(flows: dict[str, Any], ttl: int) -> dict[str, Any]:
         now = time.time()
-        return {s: f for s, f in flows.items() if type(f) is dict and now - f.get("t", 0) <= ttl}
+        return {s: f for s, f in flows.items() if type(f) is dict and _fresh(f, now, ttl)}
+
+
+def _fresh(pending: dict[str, Any], now: float, ttl: int) -> bool:
+    """Whether a pending sign-in started less than ``ttl`` seconds ago (a malformed one never is)."""
+    started = pending.get("t")
+    return isinstance(started, (int, float)) and now - started <= ttl
