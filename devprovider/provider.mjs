@@ -19,6 +19,8 @@
 //                    client todo-web-cert (optional; without it that client
 //                    does not exist). Like an Entra app registration, only the
 //                    public certificate is given to the provider.
+//   OP_REFRESH_IN    refresh_in (seconds) in the token responses of
+//                    todo-web-refresh-in, like Entra's proactive refresh hint (default 2)
 //   OP_VERBOSE       when set, keep oidc-provider's development warnings
 //
 // Prints "READY <issuer>" on stdout once listening.
@@ -43,6 +45,7 @@ const KEY = readFileSync(required('OP_KEY'));
 const LOG = env('OP_LOG');
 const AT_TTL = Number(env('OP_AT_TTL', '3600'));
 const SHORT_AT_TTL = Number(env('OP_SHORT_AT_TTL', '303'));
+const REFRESH_IN = Number(env('OP_REFRESH_IN', '2'));
 const CLIENT_CERT = env('OP_CLIENT_CERT');
 const MOUNT = '/op';
 
@@ -133,6 +136,7 @@ const configuration = {
     { client_id: 'todo-web', client_secret: 'todo-web-secret', ...CONFIDENTIAL },
     { client_id: 'todo-web-short', client_secret: 'todo-web-short-secret', ...CONFIDENTIAL },
     { client_id: 'todo-web-rotating', client_secret: 'todo-web-rotating-secret', ...CONFIDENTIAL },
+    { client_id: 'todo-web-refresh-in', client_secret: 'todo-web-refresh-in-secret', ...CONFIDENTIAL },
     ...(CLIENT_CERT ? [certificateClient(CLIENT_CERT)] : []),
   ],
   jwks: { keys: [signingKey] },
@@ -297,6 +301,15 @@ server.listen(PORT, '127.0.0.1', () => {
   // builds one per application and reuses it for up to nine minutes, so a
   // second sign-in within that time presents the same jti.
   provider.ReplayDetection.unique = async () => true;
+
+  // Entra adds refresh_in to token responses (msal then refreshes after it, as "aging").
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.oidc?.route === 'token' && ctx.oidc.client?.clientId === 'todo-web-refresh-in'
+        && ctx.body?.access_token) {
+      ctx.body = { ...ctx.body, refresh_in: REFRESH_IN };
+    }
+  });
 
   callback = provider.callback();
   process.stdout.write(`READY ${issuer(port)}\n`);

@@ -206,7 +206,7 @@ class IdentityClient:
             accounts = app.get_accounts()
             if not accounts:
                 raise InteractionRequired("the provider returned no account (no id_token)")
-            token = _token(result, scopes, time.time())
+            token = _token(result, scopes, time.time(), cache)
             return SignIn(accounts[0]["home_account_id"], claims, token, cache.serialize())
 
     def acquire_silent(self, cache_blob: str, account_id: str, scopes: tuple[str, ...], *,
@@ -233,7 +233,7 @@ class IdentityClient:
             if result is None:
                 raise InteractionRequired("no refresh token for this account")
             _raise_for_error(result)
-            return _token(result, scopes, now), (cache.serialize() if cache.has_state_changed else None)
+            return _token(result, scopes, now, cache), (cache.serialize() if cache.has_state_changed else None)
 
 
 def _raise_for_error(result: Mapping[str, Any]) -> None:
@@ -248,10 +248,21 @@ def _raise_for_error(result: Mapping[str, Any]) -> None:
     raise ProviderUnavailable(f"{error}: {description}")
 
 
-def _token(result: Mapping[str, Any], scopes: tuple[str, ...], now: float) -> AccessToken | None:
+def _token(result: Mapping[str, Any], scopes: tuple[str, ...], now: float,
+           cache: msal.SerializableTokenCache) -> AccessToken | None:
+    """The token of ``result``, with the expiry and refresh times of msal's own cache entry.
+
+    msal decides from its entry (``expires_on``, ``refresh_on``), and the times in
+    ``result`` can be a second later; indexing the entry's times makes the session's
+    fast path stop serving the token exactly when msal would.
+    """
     value = result.get("access_token")
     if not value or not scopes:
         return None
+    entries = list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN, query={"secret": value}))
+    if entries:
+        refresh_on = entries[0].get("refresh_on")
+        return AccessToken(value, int(entries[0]["expires_on"]), scopes, int(refresh_on) if refresh_on else None)
     refresh_on = result.get("refresh_on")
     return AccessToken(value, int(now + int(result.get("expires_in", 0))), scopes,
                        int(refresh_on) if refresh_on else None)

@@ -19,6 +19,7 @@ SECRETS = {
     "todo-web": "todo-web-secret",
     "todo-web-short": "todo-web-short-secret",
     "todo-web-rotating": "todo-web-rotating-secret",
+    "todo-web-refresh-in": "todo-web-refresh-in-secret",
 }
 
 

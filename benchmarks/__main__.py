@@ -1,0 +1,65 @@
+"""``python -m benchmarks``: the hot-path and load benchmarks in one run, printed as tables.
+
+Options: ``--no-load`` skips the gunicorn run; ``--store file`` times the in-process
+stacks with Beaker file sessions instead of memory sessions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import tempfile
+import time
+
+import beaker
+import msal
+
+import msal_wsgi
+
+from . import hot_path
+from .fixtures import provider, signed_in_user
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--no-load", action="store_true", help="skip the gunicorn load test")
+    parser.add_argument("--store", choices=["memory", "file"], default="memory",
+                        help="Beaker store for the in-process stacks (default: memory)")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    print(f"msal_wsgi {msal_wsgi.__version__}, msal {msal.__version__}, Beaker {beaker.__version__}, "
+          f"Python {platform.python_version()}, {platform.machine()}")
+    ok = True
+    with provider() as dev, tempfile.TemporaryDirectory(prefix="msal-wsgi-sessions-") as data_dir:
+        users = [signed_in_user(dev, f"bench{n}", n) for n in (1, 5, 20)]
+        print(f"\nSigned in {len(users)} users through the local provider ({dev.issuer}).")
+
+        print(f"\n== Hot path, in process (Beaker {args.store} sessions, save_accessed_time=False) ==")
+        results = hot_path.Bench(dev, users[0], args.store, data_dir).measure([k for _, k in hot_path.STACKS])
+        print(hot_path.table(results))
+        print("Session writes are counted by Beaker namespace classes whose __setitem__/__delitem__ count;\n"
+              "provider requests by the provider's request log.")
+        print(hot_path.targets(results))
+        ok &= "FAIL" not in hot_path.targets(results)
+
+        print("\n== Growth with the number of access tokens the user holds (1, 5, 20 resources) ==")
+        print(hot_path.scaling(dev, users, args.store, data_dir))
+
+        writes = hot_path.accessed_time_writes(dev, users[0])
+        print(f"\nWith Beaker's default save_accessed_time=True the same 200 msal_wsgi requests cause "
+              f"{writes} session writes (Beaker rewrites the data loaded at the start of each request).")
+
+        if not args.no_load:
+            from . import load
+
+            print("\n== Under load: gunicorn on loopback, driven by wrk ==")
+            report, passed = load.run(dev, users[0], data_dir)
+            print(report)
+            ok &= passed
+    print(f"\nTotal time: {time.monotonic() - started:.0f} s")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Throughput under gunicorn: protected (msal_wsgi), session-only and public endpoints.
+
+gunicorn serves :func:`benchmarks.stacks.load_app` on loopback with Beaker *file*
+sessions (a store all workers share); wrk, a separate process, drives one
+endpoint at a time with a bounded number of connections, duration and request
+count. The signed-in session is a real sign-in's, copied into the file store.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from devprovider import DevProvider
+
+from .fixtures import ROOT, SignedInUser, beaker_options, seed_session
+
+WORKERS, THREADS = 2, 2
+CONNECTIONS, DURATION_S, MAX_REQUESTS = 8, 2, 100_000
+ROUNDS = 4
+MIN_RATIO = 0.90
+ENDPOINTS = [
+    ("protected (msal_wsgi)", "/todos/1"),
+    ("protected, session only", "/session/1"),
+    ("public", "/public"),
+]
+_LUA = Path(__file__).with_name("wrk_limit.lua")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wrk(url: str, cookie: str, duration: int) -> tuple[float, int]:
+    """Requests per second and non-2xx/3xx answers of one wrk run."""
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration}s", "-s", str(_LUA),
+         "-H", f"Cookie: sid={cookie}", "-H", "Accept: application/json", url],
+        env=dict(os.environ, WRK_MAX_REQUESTS=str(MAX_REQUESTS)), capture_output=True, text=True,
+        check=True, timeout=duration + 30).stdout
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if rps is None:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses:\s+(\d+)", out))
+    errors += sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    return float(rps.group(1)), errors
+
+
+def _serve(dev: DevProvider, data_dir: str, workdir: str, port: int) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, BENCH_ISSUER=dev.issuer, BENCH_SESSION_DIR=data_dir,
+               REQUESTS_CA_BUNDLE=str(dev.ca_path), PYTHONPATH=str(ROOT))
+    log = open(Path(workdir) / "gunicorn.log", "wb")  # noqa: SIM115 - closed with the process
+    # cwd is a scratch directory so that no gunicorn.conf.py of the project is picked up.
+    return subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(WORKERS),
+         "--worker-class", "gthread", "--threads", str(THREADS), "--log-level", "warning",
+         "benchmarks.stacks:load_app()"],
+        cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _wait_ready(base: str, process: subprocess.Popen[bytes], workdir: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("gunicorn exited:\n" + (Path(workdir) / "gunicorn.log").read_text())
+        try:
+            if requests.get(base + "/public", timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise RuntimeError("gunicorn did not start in 30 s")
+
+
+def _check(base: str, sid: str) -> None:
+    """Each endpoint answers 200 with the session, and the protected ones 401 without it."""
+    json = {"Accept": "application/json"}
+    for _, path in ENDPOINTS:
+        status = requests.get(base + path, headers=dict(json, Cookie=f"sid={sid}"), timeout=10).status_code
+        assert status == 200, (path, status)
+    for path in ("/todos/1", "/session/1"):
+        status = requests.get(base + path, headers=json, timeout=10).status_code
+        assert status == 401, (path, status)
+
+
+def run(dev: DevProvider, user: SignedInUser, data_dir: str) -> tuple[str, bool]:
+    """Run the load test; returns the printed report and whether the targets were met."""
+    if shutil.which("wrk") is None:
+        return "wrk is not installed (Debian: apt-get install -y wrk); load test skipped.", False
+    sid = seed_session(beaker_options("file", data_dir, count=False), dict(user.session))
+    session_file = next(Path(data_dir).rglob(f"{sid}.cache"))
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="msal-wsgi-gunicorn-") as workdir:
+        process = _serve(dev, data_dir, workdir, port)
+        try:
+            _wait_ready(base, process, workdir)
+            _check(base, sid)
+            for _, path in ENDPOINTS:  # warm up every worker
+                _wrk(base + path, sid, 1)
+            before, mark = session_file.stat().st_mtime_ns, dev.mark()
+            rps: dict[str, list[float]] = {path: [] for _, path in ENDPOINTS}
+            errors = 0
+            for _ in range(ROUNDS):
+                for _, path in ENDPOINTS:
+                    got, failed = _wrk(base + path, sid, DURATION_S)
+                    rps[path].append(got)
+                    errors += failed
+            provider_requests = len(dev.requests_since(mark))
+            rewritten = session_file.stat().st_mtime_ns != before
+        finally:
+            process.terminate()
+            process.wait(timeout=15)
+    best = {path: max(values) for path, values in rps.items()}
+    base_rps = best["/session/1"]
+    lines = [(f"gunicorn {WORKERS} workers x {THREADS} threads (gthread), Beaker file sessions; "
+              f"wrk -t1 -c{CONNECTIONS} -d{DURATION_S}s (at most {MAX_REQUESTS} requests), "
+              f"best of {ROUNDS} rounds"),
+             f"{'endpoint':<28}{'requests/s':>12}{'x session only':>16}"]
+    for label, path in ENDPOINTS:
+        lines.append(f"{label:<28}{best[path]:>12.0f}{best[path] / base_rps:>16.2f}")
+    ratio = best["/todos/1"] / base_rps
+    checks = [
+        (f"protected keeps >= {MIN_RATIO:.0%} of session-only throughput", f"{ratio:.1%}", ratio >= MIN_RATIO),
+        ("zero provider requests under load", str(provider_requests), provider_requests == 0),
+        ("session file never rewritten under load", "rewritten" if rewritten else "unchanged", not rewritten),
+        ("every answer 2xx (wrk errors + non-2xx)", str(errors), errors == 0),
+    ]
+    lines += [f"  [{'PASS' if ok else 'FAIL'}] {name}: {value}" for name, value, ok in checks]
+    return "\n".join(lines), all(ok for _, _, ok in checks)
