@@ -309,7 +309,7 @@ class MsalMiddleware:
         except _NoSession as exc:
             response = self._no_session_page(str(exc))
         except UnicodeDecodeError:  # WebOb decodes query strings and forms as strict UTF-8
-            log.warning("msal_wsgi: request to %s refused: parameters are not UTF-8", environ.get("PATH_INFO", "")[:200])
+            log.warning("request to %s refused: parameters are not UTF-8", environ.get("PATH_INFO", "")[:200])
             response = error_page(400, "Bad request", "The request's parameters are not valid UTF-8.")
         except SessionUnavailable as exc:
             self._events(E.SESSION_UNAVAILABLE, logging.ERROR, "session store unavailable: %s", exc, error=str(exc))

@@ -16,7 +16,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from support.servers import ROOT, sample_server
 
 BROWSER_DIR = ROOT / "tests" / "browser"
@@ -30,7 +29,7 @@ def run_browser(base_url: str, artifacts: Path, login: str) -> dict:
     """Run ``e2e.mjs`` against ``base_url``; its JSON report (it exits 1 with ``error`` set on failure)."""
     assert (BROWSER_DIR / "node_modules" / "playwright-core").is_dir(), "run ./scripts/bootstrap (npm ci)"
     shutil.rmtree(artifacts, ignore_errors=True)
-    done = subprocess.run(["node", "e2e.mjs", base_url, str(artifacts), login], cwd=BROWSER_DIR,
+    done = subprocess.run(["node", "e2e.mjs", base_url, str(artifacts), login], cwd=BROWSER_DIR, check=False,
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=BROWSER_TIMEOUT)
     assert done.stdout.strip(), f"e2e.mjs printed nothing (exit {done.returncode}):\n{done.stderr}"
     report = json.loads(done.stdout)
