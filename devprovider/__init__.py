@@ -41,6 +41,8 @@ __all__ = [
 DEVPROVIDER_DIR = Path(__file__).resolve().parent
 READY_TIMEOUT = 30.0
 MAX_STEPS = 20
+#: How oidc-provider's pages that a browser submits by itself submit themselves.
+_AUTO_SUBMIT = "document.forms[0].submit()"
 
 
 class DevProviderError(RuntimeError):
@@ -107,11 +109,14 @@ class SignInResult:
     ``url`` is the redirect_uri with the response in its query (query response
     mode), or the action of the auto-submitting form (form_post), whose hidden
     fields are in ``form``.  ``session`` holds the provider's cookies.
+    ``prompts`` lists the pages the provider showed on the way, in order
+    (``"login"``, ``"consent"``); it is empty after a single sign-on.
     """
 
     url: str
     form: dict[str, str] | None
     session: requests.Session
+    prompts: list[str] = field(default_factory=list)
 
     @property
     def params(self) -> dict[str, str]:
@@ -313,6 +318,7 @@ class DevProvider:
         browser = session if session is not None else self.browser()
         self.last_session = browser
         method, url, data = "get", authorize_url, None
+        shown: list[str] = []
         for _ in range(MAX_STEPS):
             response = browser.request(
                 method, url, data=data, allow_redirects=False, timeout=30
@@ -320,7 +326,7 @@ class DevProvider:
             if response.is_redirect:
                 target = urljoin(response.url, response.headers["location"])
                 if not self._is_provider_url(target):
-                    return SignInResult(url=target, form=None, session=browser)
+                    return SignInResult(url=target, form=None, session=browser, prompts=shown)
                 method, url, data = "get", target, None
                 continue
             forms = (
@@ -335,6 +341,8 @@ class DevProvider:
             form = forms[0]
             action = urljoin(response.url, form.action)
             prompt = form.fields.get("prompt")
+            if prompt in ("login", "consent"):
+                shown.append(prompt)
             if prompt == "login":
                 method, url, data = (
                     "post",
@@ -344,7 +352,11 @@ class DevProvider:
             elif prompt == "consent":
                 method, url, data = "post", action, {"prompt": "consent"}
             elif not self._is_provider_url(action):
-                return SignInResult(url=action, form=dict(form.fields), session=browser)
+                return SignInResult(url=action, form=dict(form.fields), session=browser, prompts=shown)
+            elif _AUTO_SUBMIT in response.text:
+                # The provider's own self-submitting form, e.g. ending the session of
+                # the previous user when another one signs in (prompt=login).
+                method, url, data = form.method, action, dict(form.fields)
             else:
                 raise DevProviderError(
                     f"unexpected provider page at {url}: {response.text[:2000]}"

@@ -21,7 +21,7 @@ from typing import Any, Iterator, Mapping
 import msal
 import requests
 
-from .errors import InteractionRequired, ProviderUnavailable
+from .errors import CredentialRejected, InteractionRequired, ProviderUnavailable
 from .settings import Settings
 
 log = logging.getLogger("msal_wsgi")
@@ -31,6 +31,8 @@ _INTERACTION_ERRORS = frozenset({
     "invalid_grant", "interaction_required", "login_required", "consent_required",
     "invalid_scope", "invalid_target", "access_denied", "invalid_request", "no_account",
 })
+#: The provider refuses the application itself: a configuration fault, not the user's.
+_CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client"})
 #: msal never serves a cached access token with less than this left (seconds).
 EXPIRY_MARGIN = 300
 
@@ -245,6 +247,9 @@ def _raise_for_error(result: Mapping[str, Any]) -> None:
     description = str(result.get("error_description", ""))[:300]
     if error in _INTERACTION_ERRORS:
         raise InteractionRequired(f"{error}: {description}", claims_challenge=result.get("claims"))
+    if error in _CLIENT_ERRORS:
+        raise CredentialRejected(f"{error}: {description}; check client_id and the client secret or "
+                                 "certificate (client_credential, client_secret or client_certificate)")
     raise ProviderUnavailable(f"{error}: {description}")
 
 

@@ -31,5 +31,10 @@ class ProviderUnavailable(MsalWsgiError):
     """The identity provider could not be reached or answered with a server error."""
 
 
+class CredentialRejected(ProviderUnavailable):
+    """The provider refused the application itself (``invalid_client``): its client_id,
+    client secret or certificate is wrong or expired. Retrying does not help."""
+
+
 class SessionUnavailable(MsalWsgiError):
     """The session store failed to load or save the session."""

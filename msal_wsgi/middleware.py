@@ -15,7 +15,7 @@ from . import _environ as K
 from . import _events as E
 from ._client import AccessToken, IdentityClient
 from ._session import SessionView, SignedIn, User, scope_key
-from .errors import InteractionRequired, ProviderUnavailable, SessionUnavailable
+from .errors import CredentialRejected, InteractionRequired, ProviderUnavailable, SessionUnavailable
 from .redirects import safe_next
 from .responses import error_page, json_error, repost_page
 from .routing import Router
@@ -314,6 +314,10 @@ class MsalMiddleware:
         except SessionUnavailable as exc:
             self._events(E.SESSION_UNAVAILABLE, logging.ERROR, "session store unavailable: %s", exc, error=str(exc))
             response = self._unavailable(environ, "The session store is unavailable.")
+        except CredentialRejected as exc:
+            self._events(E.PROVIDER_UNAVAILABLE, logging.ERROR,
+                         "the identity provider rejected this application's credentials: %s", exc, error=str(exc))
+            response = self._misconfigured(environ)
         except ProviderUnavailable as exc:
             self._events(E.PROVIDER_UNAVAILABLE, logging.ERROR, "identity provider unavailable: %s", exc,
                          error=str(exc))
@@ -328,6 +332,14 @@ class MsalMiddleware:
         request = Request(environ)
         return error_page(503, "Please try again shortly", message + " Nothing was lost; try again in a moment.",
                           retry_after=_RETRY_AFTER, link=(self._safe_next(request, request.path_qs), "Try again"))
+
+    def _misconfigured(self, environ: dict) -> Response:
+        """503 without Retry-After: sign-in stays unavailable until the administrator fixes the credential."""
+        message = ("This application could not identify itself to the identity provider. "
+                   "The administrator will find the details in the log.")
+        if not wants_redirect(environ):
+            return json_error(503, "server_error", message)
+        return error_page(503, "Sign-in is unavailable", message)
 
     def _no_session_page(self, kind: str) -> Response:
         if not self._warned_no_session:

@@ -360,15 +360,32 @@ def _from_string(key: str, value: str) -> Any:
 
 
 def _certificate(path: str, password: str | None) -> dict[str, Any]:
-    if path.lower().endswith((".pfx", ".p12")):
-        return {"private_key_pfx_path": path, "passphrase": password}
+    """msal's credential for a PEM or PKCS#12 file, once its key is known to open and fit its certificate."""
+    from cryptography import x509  # msal's own dependency
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key, pkcs12
+
     try:
-        with open(path, encoding="ascii") as f:
-            pem = f.read()
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as exc:
         raise ConfigurationError("client_certificate", f"cannot read {path!r}: {exc.strerror}") from None
-    if "PRIVATE KEY" not in pem or "CERTIFICATE" not in pem:
-        raise ConfigurationError("client_certificate", f"{path!r} must be a PEM file with the private key and certificate")
+    pfx = path.lower().endswith((".pfx", ".p12"))
+    secret = password.encode() if password else None
+    try:
+        if pfx:
+            key, cert, _ = pkcs12.load_key_and_certificates(data, secret)
+        else:
+            key, cert = load_pem_private_key(data, secret), x509.load_pem_x509_certificate(data)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        kind = "a PKCS#12 file" if pfx else "a PEM file"
+        raise ConfigurationError("client_certificate", f"{path!r} must be {kind} with the private key and its "
+                                 f"certificate (and client_certificate_password if the key is encrypted): {exc}") from None
+    if key is None or cert is None or key.public_key() != cert.public_key():
+        raise ConfigurationError("client_certificate", f"the private key in {path!r} does not belong to its certificate")
+    if pfx:
+        return {"private_key_pfx_path": path, "passphrase": password}
+    pem = data.decode("ascii")
     return {"private_key": pem, "public_certificate": pem, "passphrase": password}
 
 

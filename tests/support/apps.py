@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 import webtest
 from beaker.middleware import SessionMiddleware
 
-from devprovider import DevProvider
-from msal_wsgi import ACQUIRE_TOKEN, TOKEN, USER, InteractionRequired, MsalMiddleware, Protect
+from devprovider import DevProvider, SignInResult
+from msal_wsgi import ACQUIRE_TOKEN, TOKEN, USER, InteractionRequired, MsalMiddleware, Protect, Settings
 
 TODO_READ = "api://todo/ToDoList.Read"
 TODO_WRITE = "api://todo/ToDoList.ReadWrite"
@@ -49,7 +49,7 @@ def echo_app(environ: dict, start_response: Any) -> list[bytes]:
 def settings_for(provider: DevProvider, client_id: str = "todo-web", **overrides: Any) -> dict[str, Any]:
     options: dict[str, Any] = dict(
         client_id=client_id,
-        client_credential=SECRETS[client_id],
+        client_credential=SECRETS.get(client_id),  # todo-web-cert: pass client_credential
         oidc_authority=provider.issuer,
         redirect_uri=REDIRECT_URI,
         protect={"/todos": Protect(read=[TODO_READ], write=[TODO_WRITE]), "/profile": Protect()},
@@ -59,9 +59,15 @@ def settings_for(provider: DevProvider, client_id: str = "todo-web", **overrides
 
 
 def make_testapp(provider: DevProvider, *, app: Any = echo_app, session: dict[str, Any] | None = None,
-                 **overrides: Any) -> webtest.TestApp:
-    """echo_app behind MsalMiddleware behind Beaker (memory sessions), driven by WebTest with lint on."""
-    middleware = MsalMiddleware(app, **settings_for(provider, **overrides))
+                 settings: Settings | None = None, **overrides: Any) -> webtest.TestApp:
+    """echo_app behind MsalMiddleware behind Beaker (memory sessions), driven by WebTest with lint on.
+
+    The middleware gets ``settings`` as they are, or else :func:`settings_for` with ``overrides``.
+    """
+    if settings is not None:
+        middleware = MsalMiddleware(app, settings, **overrides)
+    else:
+        middleware = MsalMiddleware(app, **settings_for(provider, **overrides))
     options = {"session.type": "memory", "session.key": "sid", "session.save_accessed_time": False}
     options.update(session or {})
     testapp = webtest.TestApp(SessionMiddleware(middleware, options))
@@ -77,7 +83,11 @@ def complete_sign_in(testapp: webtest.TestApp, provider: DevProvider, authorize:
     """
     assert authorize.status_int == 302, authorize
     assert authorize.location.startswith(provider.issuer + "/auth?"), authorize.location
-    result = provider.sign_in(authorize.location, login=login)
+    return return_to_app(testapp, provider.sign_in(authorize.location, login=login))
+
+
+def return_to_app(testapp: webtest.TestApp, result: SignInResult) -> webtest.TestResponse:
+    """Bring the provider's answer to the app's callback (re-posting a form_post answer first)."""
     path = urlsplit(result.url).path
     if result.form is None:
         return testapp.get(path, params=dict(result.params), expect_errors=True)

@@ -1,0 +1,127 @@
+"""The app's own credential: a client secret or a certificate, and what happens when it is wrong."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+from support.apps import REDIRECT_URI, TODO_READ, complete_sign_in, make_testapp, sign_in
+
+from devprovider import make_client_certificate
+from msal_wsgi import ConfigurationError, Settings
+
+R1 = "api://r1/access"
+
+
+def certificate(path):
+    """The credential of a PEM file holding the private key and its certificate."""
+    pem = path.read_text()
+    return {"private_key": pem, "public_certificate": pem}
+
+
+def ini_for(provider, **values):
+    """A PasteDeploy section for the certificate client, as strings."""
+    return {"client_id": "todo-web-cert", "oidc_authority": provider.issuer, "redirect_uri": REDIRECT_URI,
+            "protect": f"/todos = {TODO_READ}", **values}
+
+
+def test_certificate_credential_signs_in_and_refreshes(provider):
+    app = make_testapp(provider, client_id="todo-web-cert",
+                       client_credential=certificate(provider.client_certificate_path))
+    mark = provider.mark()
+    page = sign_in(app, provider)
+    assert page.json["remote_user"] == "alice" and page.json["token"]["scopes"] == [TODO_READ]
+    assert len(provider.token_requests_since(mark)) == 1  # the code, redeemed with a client assertion
+    other = app.get("/todos", {"acquire": R1}).json["acquired"]
+    assert other["scopes"] == [R1]
+    assert len(provider.token_requests_since(mark)) == 2  # the refresh token, with the same assertion
+
+
+def test_client_certificate_setting_reads_one_pem_file(provider):
+    settings = Settings.from_mapping(ini_for(provider, client_certificate=str(provider.client_certificate_path)))
+    assert "PRIVATE KEY" not in repr(settings)
+    app = make_testapp(provider, settings=settings)
+    mark = provider.mark()
+    assert sign_in(app, provider).json["token"]["scopes"] == [TODO_READ]
+    assert len(provider.token_requests_since(mark)) == 1
+
+
+def pfx_of(pem_path, target, password):
+    """The key and certificate of a PEM file as a password-protected PKCS#12 (.pfx) file."""
+    data = pem_path.read_bytes()
+    key, cert = serialization.load_pem_private_key(data, None), x509.load_pem_x509_certificate(data)
+    target.write_bytes(pkcs12.serialize_key_and_certificates(
+        b"todo-web-cert", key, cert, None, serialization.BestAvailableEncryption(password.encode())))
+    return target
+
+
+def test_client_certificate_setting_reads_a_password_protected_pfx(provider, tmp_path):
+    pfx = pfx_of(provider.client_certificate_path, tmp_path / "client.pfx", "correct horse")
+    settings = Settings.from_mapping(ini_for(provider, client_certificate=str(pfx),
+                                             client_certificate_password="correct horse"))
+    assert sign_in(make_testapp(provider, settings=settings), provider).json["remote_user"] == "alice"
+    with pytest.raises(ConfigurationError) as raised:
+        Settings.from_mapping(ini_for(provider, client_certificate=str(pfx), client_certificate_password="wrong"))
+    assert raised.value.setting == "client_certificate" and "wrong" not in str(raised.value)
+
+
+def test_client_certificate_from_the_environment(provider):
+    settings = Settings.from_env({"MSAL_CLIENT_ID": "todo-web-cert", "MSAL_OIDC_AUTHORITY": provider.issuer,
+                                  "MSAL_REDIRECT_URI": REDIRECT_URI,
+                                  "MSAL_CLIENT_CERTIFICATE": str(provider.client_certificate_path)})
+    assert settings.client_credential == certificate(provider.client_certificate_path) | {"passphrase": None}
+
+
+def test_a_certificate_the_provider_does_not_know_is_a_clear_503_logged_as_an_error(provider, tmp_path, caplog):
+    unknown, _ = make_client_certificate(tmp_path, "not-registered")
+    app = make_testapp(provider, client_id="todo-web-cert", client_credential=certificate(unknown))
+    with caplog.at_level(logging.ERROR, logger="msal_wsgi"):
+        answer = complete_sign_in(app, provider, app.get("/todos"))
+    assert answer.status_int == 503 and "Retry-After" not in answer.headers
+    assert "could not identify itself" in answer.text and "Traceback" not in answer.text
+    [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "invalid_client" in record.getMessage() and "client_certificate" in record.getMessage()
+    assert "PRIVATE KEY" not in caplog.text
+
+
+def test_a_wrong_client_secret_is_the_same_clear_503(provider, caplog):
+    app = make_testapp(provider, client_credential="not-the-secret")
+    with caplog.at_level(logging.ERROR, logger="msal_wsgi"):
+        answer = complete_sign_in(app, provider, app.get("/todos"))
+    assert answer.status_int == 503 and "could not identify itself" in answer.text
+    assert "not-the-secret" not in caplog.text and "not-the-secret" not in answer.text
+
+
+def test_an_api_caller_gets_json_when_the_credential_is_rejected_at_refresh(provider, tmp_path):
+    # A user signed in; then a process serving the same sessions runs with an unregistered certificate.
+    good = make_testapp(provider, client_id="todo-web-cert",
+                        client_credential=certificate(provider.client_certificate_path))
+    sign_in(good, provider)
+    unknown, _ = make_client_certificate(tmp_path, "rotated-too-early")
+    bad = make_testapp(provider, client_id="todo-web-cert", client_credential=certificate(unknown))
+    bad.set_cookie("sid", good.cookies["sid"])
+    answer = bad.get("/todos", {"acquire": R1}, headers={"Accept": "application/json"}, status=503)
+    assert answer.json["error"] == "server_error" and "Retry-After" not in answer.headers
+
+
+def key_of(pem_path, crt_path):
+    """The private key block of a key-and-certificate PEM file."""
+    return pem_path.read_text().replace(crt_path.read_text(), "")
+
+
+@pytest.mark.parametrize("problem", ["damaged key", "key of another certificate", "certificate only"])
+def test_a_bad_certificate_file_is_a_configuration_error(provider, tmp_path, problem):
+    first, first_crt = make_client_certificate(tmp_path, "first")
+    _, second_crt = make_client_certificate(tmp_path, "second")
+    path = tmp_path / "bad.pem"
+    path.write_text({
+        "damaged key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n" + first_crt.read_text(),
+        "key of another certificate": key_of(first, first_crt) + second_crt.read_text(),
+        "certificate only": first_crt.read_text(),
+    }[problem])
+    with pytest.raises(ConfigurationError) as raised:
+        Settings.from_mapping(ini_for(provider, client_certificate=str(path)))
+    assert raised.value.setting == "client_certificate"
