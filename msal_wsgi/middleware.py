@@ -30,6 +30,8 @@ _CALLBACK_LIMITS = {"code": 8192, "state": 512, "error": 128, "error_description
                     "error_uri": 2048, "session_state": 512, "client_info": 4096, "iss": 2048}
 #: Marks the same-site re-post of a ``form_post`` callback.
 _REPOST_FIELD = "msal_wsgi_repost"
+#: Largest callback form body read; all the parameters above fit in well under half of it.
+_MAX_CALLBACK_BODY = 64 * 1024
 _RETRY_AFTER = 30
 
 
@@ -210,6 +212,10 @@ class MsalMiddleware:
 
     def _handle_callback(self, environ: dict, start_response: Callable[..., Any]) -> Response:
         request = Request(environ)
+        if request.method == "POST":
+            if (request.content_length or 0) > _MAX_CALLBACK_BODY:
+                return self._restart_page(request, 413, "The sign-in response was too large.")
+            request.request_body_tempfile_limit = _MAX_CALLBACK_BODY  # parse in memory: no temporary file
         source = request.POST if request.method == "POST" else request.GET
         params: dict[str, str] = {}
         for name, limit in _CALLBACK_LIMITS.items():
@@ -230,7 +236,7 @@ class MsalMiddleware:
         state = params.get("state", "")
         pending = view.pop_flow(state, ttl=self.settings.sign_in_timeout) if state else None
         if "error" in params:
-            self._events(E.SIGN_IN_FAILED, logging.WARNING, "sign-in failed at the provider: %s", params["error"],
+            self._events(E.SIGN_IN_FAILED, logging.WARNING, "sign-in failed at the provider: %r", params["error"],
                          reason="provider_error", error=params["error"])
             status = 403 if params["error"] in ("access_denied", "consent_required") else 400
             description = params.get("error_description") or params["error"]
