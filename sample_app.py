@@ -182,18 +182,19 @@ def _metadata_url(settings: Settings) -> str:
     return str(settings.authority).rstrip("/") + "/v2.0/.well-known/openid-configuration"
 
 
-def session_store(url: str | None) -> dict[str, str]:
-    """Beaker storage options: Redis for ``SAMPLE_SESSION_URL=redis://host:port/db``, else files.
+def session_store(url: str | None) -> tuple[dict[str, str], str]:
+    """Beaker storage options, and the ``session_lock`` that spans the processes sharing them.
 
-    Files serve the workers of one host; Redis serves any number of servers behind
-    a load balancer (no sticky sessions: every server reads the same session).
+    ``SAMPLE_SESSION_URL=redis://host:port/db``: sessions and locks in Redis, for any
+    number of servers behind a load balancer (no sticky sessions). Unset: files and
+    file locks, for the workers of one host.
     """
     if not url:
         return {"session.type": "file", "session.data_dir": str(DATA_DIR / "sessions"),
-                "session.lock_dir": str(DATA_DIR / "locks")}
+                "session.lock_dir": str(DATA_DIR / "locks")}, f"file:{DATA_DIR / 'refresh-locks'}"
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise ValueError(f"SAMPLE_SESSION_URL={url!r}: expected redis://HOST:PORT/DB (or rediss://, unix://)")
-    return {"session.type": "ext:redis", "session.url": url}
+    return {"session.type": "ext:redis", "session.url": url}, url
 
 
 def make_app(env: dict[str, str] | None = None) -> Any:
@@ -201,14 +202,19 @@ def make_app(env: dict[str, str] | None = None) -> Any:
     global VALIDATOR, STORE
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
     env = dict(os.environ if env is None else env)
-    settings = Settings.from_env(env, protect={"/todos": Protect(read=[TODOLIST_READ], write=[TODOLIST_READWRITE])}) \
-        if "MSAL_PROTECT" not in env else Settings.from_env(env)
+    store, lock = session_store(env.get("SAMPLE_SESSION_URL"))
+    defaults: dict[str, Any] = {}  # what the environment does not set itself
+    if "MSAL_PROTECT" not in env:
+        defaults["protect"] = {"/todos": Protect(read=[TODOLIST_READ], write=[TODOLIST_READWRITE])}
+    if "MSAL_SESSION_LOCK" not in env:
+        defaults["session_lock"] = lock
+    settings = Settings.from_env(env, **defaults)
     VALIDATOR = TokenValidator(_metadata_url(settings),
                                os.environ.get("TODOLIST_AUDIENCE", TODOLIST_READ.rsplit("/", 1)[0]))
     STORE = TodoStore(DATA_DIR / "todos.sqlite3")
     protected = MsalMiddleware(web_app, settings)
     return SessionMiddleware(protected, {
-        **session_store(env.get("SAMPLE_SESSION_URL")),
+        **store,
         "session.key": "msal_wsgi_sample",
         "session.httponly": True,
         "session.samesite": "Lax",

@@ -2,7 +2,8 @@
 
 Both servers have the same configuration, as they would behind one public URL:
 their redirect_uri is server A's callback. Each keeps its to-do store in a data
-directory of its own, so Redis is the only thing they share.
+directory of its own, so Redis is the only thing they share: the sessions, and
+the sample's default session_lock, under which one server refreshes for all.
 """
 
 from __future__ import annotations

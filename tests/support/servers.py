@@ -43,7 +43,7 @@ READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 #: gunicorn access log line: worker pid, method, path, status (``%(p)s`` is ``<pid>``).
 ACCESS_LOG_FORMAT = "%(p)s %(m)s %(U)s %(s)s"
-_ACCESS_LINE = re.compile(r"^<(\d+)> (\S+) (\S+) (\d{3})$")
+_ACCESS_LINE = re.compile(r"^<(\d+)> (\S+) (\S+) (\d{3})$", re.MULTILINE)
 #: Recent gunicorn (27 here) opens a control socket at one path per user: servers side by side would share it.
 _NO_CONTROL_SOCKET = ["--no-control-socket"] if any(
     setting.name == "control_socket" for setting in gunicorn.config.KNOWN_SETTINGS) else []
@@ -217,17 +217,20 @@ class GunicornServer(_Server):
     def stop(self, sig: int = signal.SIGINT) -> None:
         super().stop(sig)
 
-    def access_log(self) -> list[tuple[int, str, str, int]]:
-        """``(worker pid, method, path, status)`` for every request answered so far."""
-        if not self.access_log_path.exists():
-            return []
-        entries = []
-        for line in self.access_log_path.read_text(errors="replace").splitlines():
-            match = _ACCESS_LINE.match(line)
-            if match:
-                pid, method, path, status = match.groups()
-                entries.append((int(pid), method, path, int(status)))
-        return entries
+    def access_log(self, at_least: int = 0) -> list[tuple[int, str, str, int]]:
+        """``(worker pid, method, path, status)`` for every request answered so far.
+
+        A worker writes the line after the client has its answer: ``at_least`` waits
+        (up to READY_TIMEOUT s) until that many lines are there.
+        """
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            text = self.access_log_path.read_text(errors="replace") if self.access_log_path.exists() else ""
+            entries = [(int(pid), method, path, int(status))
+                       for pid, method, path, status in _ACCESS_LINE.findall(text)]
+            if len(entries) >= at_least or time.monotonic() > deadline:
+                return entries
+            time.sleep(0.02)
 
     def worker_pids(self) -> set[int]:
         """The pids of the workers that answered requests so far."""
