@@ -25,7 +25,8 @@ import os
 import secrets
 import threading
 import time
-from typing import Any, Iterator, Protocol
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 from .errors import SessionUnavailable
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import webtest
-
 from support.apps import make_testapp, sign_in
 
 

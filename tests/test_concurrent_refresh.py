@@ -10,8 +10,8 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-import webtest
 
+import webtest
 from support.apps import SECRETS, TODO_READ, make_testapp, sign_in
 from support.servers import Browser, GunicornServer, free_port
 

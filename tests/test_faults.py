@@ -9,11 +9,10 @@ import logging
 
 import pytest
 from beaker.session import Session
+from support.apps import make_testapp, sign_in
 
 from devprovider import DevProvider
 from msal_wsgi import _environ as K
-
-from support.apps import make_testapp, sign_in
 
 SHORT = "todo-web-short"
 

@@ -7,13 +7,11 @@ from urllib.parse import quote_from_bytes
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.apps import make_testapp
+from support.urls import stays_home
 
 from msal_wsgi.routing import Router
 from msal_wsgi.settings import Protect
-
-from support.apps import make_testapp
-
-from test_redirect_safety import stays_home
 
 NAMES = st.sampled_from(["code", "state", "next", "error", "error_description", "session_state", "iss",
                          "login_hint", "msal_wsgi_repost", "x"])

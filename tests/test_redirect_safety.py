@@ -1,40 +1,19 @@
 """After sign-in and sign-out the browser only goes to a page of this app (or an allowed origin).
 
-The oracle resolves a ``Location`` the way a browser's URL parser (WHATWG) does for
-http(s): tabs and newlines are removed, leading C0 controls and spaces stripped, and
-backslashes read as slashes; then the result must keep the app's origin.
+The oracle (:func:`support.urls.stays_home`) resolves a ``Location`` as a browser would.
 """
 
 from __future__ import annotations
 
-from urllib.parse import urljoin, urlsplit
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.apps import complete_sign_in, make_testapp, sign_in
+from support.urls import stays_home
 
 from msal_wsgi.redirects import safe_next
 
-from support.apps import complete_sign_in, make_testapp, sign_in
-
-APP = "http://localhost"
 ALLOWED = "https://partner.example"
-
-
-def browser_resolves(location: str, base: str = APP + "/") -> str:
-    """Where a browser goes for this Location (WHATWG parsing, close enough for origins)."""
-    cleaned = "".join(c for c in location if c not in "\t\n\r").strip("".join(map(chr, range(0x21))))
-    return urljoin(base, cleaned.replace("\\", "/"))
-
-
-def origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}:{parts.port or {'http': 80, 'https': 443}.get(parts.scheme)}"
-
-
-def stays_home(location: str, allowed: tuple[str, ...] = ()) -> bool:
-    target = origin(browser_resolves(location))
-    return target == origin(APP) or target in {origin(a) for a in allowed}
 
 
 HOSTILE = [
