@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,33 @@ _INTERACTION_ERRORS = frozenset({
     "invalid_grant", "interaction_required", "login_required", "consent_required",
     "invalid_scope", "invalid_target", "access_denied", "invalid_request", "no_account",
 })
+#: Values msal's own DEBUG logging may print (the token request it sends, the answer): masked.
+_SECRET_FIELDS = re.compile(
+    r"""(["']?\b(?:code|code_verifier|refresh_token|access_token|id_token|client_secret|client_assertion|"""
+    r"""assertion|password)["']?\s*[:=]\s*["']?)[^"'&,\s}]+""", re.IGNORECASE)
+
+
+class _MaskSecrets(logging.Filter):
+    """Masks codes, tokens and secrets in msal's log records (msal logs its HTTP traffic at DEBUG)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = _SECRET_FIELDS.sub(r"\1***", message)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        return True
+
+
+def _mask_msal_logs() -> None:
+    names = [name for name in logging.Logger.manager.loggerDict if name == "msal" or name.startswith("msal.")]
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _MaskSecrets) for f in logger.filters):
+            logger.addFilter(_MaskSecrets())
+
+
+_mask_msal_logs()
+
 #: The provider refuses the application itself: a configuration fault, not the user's.
 _CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client"})
 #: msal never serves a cached access token with less than this left (seconds).
