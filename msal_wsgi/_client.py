@@ -16,8 +16,9 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import msal
 import requests
@@ -165,7 +166,7 @@ class IdentityClient:
                             client_credential=self._settings.client_credential,
                             authority=self._settings.authority,
                             oidc_authority=self._settings.oidc_authority,
-                            token_cache=self._router,  # type: ignore[arg-type]
+                            token_cache=self._router,
                             http_client=self._http,
                             http_cache=self._http_cache,
                         )
@@ -213,12 +214,13 @@ class IdentityClient:
         """Start an auth code flow (PKCE S256, state, nonce); returns msal's flow dict."""
         with self._using(msal.SerializableTokenCache()):
             app = self._msal
-            return app.initiate_auth_code_flow(
+            flow: dict[str, Any] = app.initiate_auth_code_flow(
                 list(scopes), redirect_uri=self._settings.redirect_uri,
                 prompt=prompt or self._settings.prompt,
                 domain_hint=domain_hint or self._settings.domain_hint,
                 login_hint=login_hint, claims_challenge=claims_challenge,
                 response_mode=self._settings.response_mode)
+            return flow
 
     def redeem(self, flow: dict[str, Any], params: Mapping[str, str], scopes: tuple[str, ...]) -> SignIn:
         """Redeem the code in ``params`` for ``flow``, into a new, empty token cache."""
@@ -263,7 +265,10 @@ class IdentityClient:
             if result is None:
                 raise InteractionRequired("no refresh token for this account")
             _raise_for_error(result)
-            return _token(result, scopes, now, cache), (cache.serialize() if cache.has_state_changed else None)
+            token = _token(result, scopes, now, cache)
+            if token is None:
+                raise ProviderUnavailable("the token endpoint answered without an access token")
+            return token, (cache.serialize() if cache.has_state_changed else None)
 
 
 def _raise_for_error(result: Mapping[str, Any]) -> None:

@@ -9,7 +9,8 @@ the error is logged and the request carries on.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Mapping
+from collections.abc import Mapping
+from typing import Any, Callable
 
 log = logging.getLogger("msal_wsgi")
 

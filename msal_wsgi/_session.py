@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, MutableMapping
+from typing import Any, Protocol
 
 from . import _environ as K
 from ._client import EXPIRY_MARGIN, AccessToken
@@ -76,10 +77,25 @@ def scope_key(scopes: tuple[str, ...] | list[str]) -> str:
     return " ".join(scopes)
 
 
+class Session(Protocol):
+    """What msal_wsgi needs of a session: a mutable mapping with ``save()`` (Beaker's has more)."""
+
+    def get(self, key: str, default: Any = None) -> Any: ...
+    def __getitem__(self, key: str) -> Any: ...
+    def __setitem__(self, key: str, value: Any) -> None: ...
+    def __delitem__(self, key: str) -> None: ...
+    def __contains__(self, key: object) -> bool: ...
+    def items(self) -> Any: ...
+    def clear(self) -> None: ...
+    def pop(self, key: str, default: Any = None) -> Any: ...
+    def update(self, other: Mapping[str, Any]) -> None: ...
+    def save(self) -> None: ...
+
+
 class SessionView:
     """Reads and writes msal_wsgi's part of one request's session."""
 
-    def __init__(self, session: MutableMapping[str, Any]) -> None:
+    def __init__(self, session: Session) -> None:
         self._session = session
 
     def _get(self, key: str) -> Any:

@@ -15,7 +15,8 @@ import base64
 import binascii
 import json
 import re
-from typing import Any, Iterable, Mapping, Protocol
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
 import requests
 

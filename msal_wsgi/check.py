@@ -13,8 +13,9 @@ import argparse
 import configparser
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, TextIO
+from typing import TextIO
 
 from ._client import IdentityClient
 from .errors import ConfigurationError, ProviderUnavailable

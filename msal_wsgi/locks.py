@@ -132,7 +132,7 @@ class RedisLock:
                 delay = min(delay * 2, 0.1)
         except SessionUnavailable:
             raise
-        except Exception as exc:  # redis.ConnectionError and friends
+        except Exception as exc:  # noqa: BLE001 - redis.ConnectionError and friends, not importable here
             raise SessionUnavailable(f"the session lock is unavailable: {type(exc).__name__}") from None
         try:
             yield

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any, Callable, cast
 from urllib.parse import urlencode, urlsplit
 
 from webob import Request, Response
@@ -23,7 +24,9 @@ from .settings import Protect, Settings
 
 log = logging.getLogger("msal_wsgi")
 
-WSGIApp = Callable[[dict, Callable[..., Any]], Iterable[bytes]]
+#: A WSGI environ, and a WSGI application.
+Environ = dict[str, Any]
+WSGIApp = Callable[[Environ, Callable[..., Any]], Iterable[bytes]]
 
 #: Parameters of the authorization response we read, and the longest value accepted for each.
 _CALLBACK_LIMITS = {"code": 8192, "state": 512, "error": 128, "error_description": 2048,
@@ -78,10 +81,10 @@ class MsalMiddleware:
             options = {"session." + key: value for key, value in settings.session_options.items()}
             self._entry = SessionMiddleware(self._dispatch, options)
 
-    def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def __call__(self, environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
         return self._entry(environ, start_response)
 
-    def _dispatch(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def _dispatch(self, environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
         if environ.get("SCRIPT_NAME", "") + path == self._callback:
             handler = self._handle_callback
@@ -98,7 +101,7 @@ class MsalMiddleware:
 
     # -- the protected hot path ----------------------------------------------
 
-    def _handle_protected(self, environ: dict, start_response: Callable[..., Any], rule: Protect) -> Any:
+    def _handle_protected(self, environ: Environ, start_response: Callable[..., Any], rule: Protect) -> Any:
         scopes = rule.scopes_for(environ.get("REQUEST_METHOD", "GET"))
         view = self._view(environ)
         signed_in = view.signed_in(self._fingerprint)
@@ -155,7 +158,7 @@ class MsalMiddleware:
                          current.user.username, key, user=current.user.username, scopes=scopes)
         return token
 
-    def _challenge(self, environ: dict, view: SessionView, scopes: tuple[str, ...], reason: str,
+    def _challenge(self, environ: Environ, view: SessionView, scopes: tuple[str, ...], reason: str,
                    claims_challenge: str | None = None) -> Response:
         """Interaction is required: a browser is sent to sign in, an API caller gets 401."""
         request = Request(environ)
@@ -172,7 +175,7 @@ class MsalMiddleware:
 
     # -- sign-in --------------------------------------------------------------
 
-    def _handle_sign_in(self, environ: dict, start_response: Callable[..., Any]) -> Response:
+    def _handle_sign_in(self, environ: Environ, start_response: Callable[..., Any]) -> Response:
         request = Request(environ)
         next_url = self._safe_next(request, _single(request.GET, "next"))
         hints = {name: _single(request.GET, name, 256) for name in ("login_hint", "domain_hint")}
@@ -194,7 +197,7 @@ class MsalMiddleware:
                      scopes=scopes, claims_challenge=claims_challenge is not None, next=next_url[:200])
         return HTTPFound(location=flow["auth_uri"])
 
-    def start_sign_in(self, environ: dict, *, claims_challenge: str | None = None,
+    def start_sign_in(self, environ: Environ, *, claims_challenge: str | None = None,
                       scopes: tuple[str, ...] | None = None) -> Response:
         """A response that signs the user in again and brings them back to this request's page.
 
@@ -210,7 +213,7 @@ class MsalMiddleware:
 
     # -- the callback ---------------------------------------------------------
 
-    def _handle_callback(self, environ: dict, start_response: Callable[..., Any]) -> Response:
+    def _handle_callback(self, environ: Environ, start_response: Callable[..., Any]) -> Response:
         request = Request(environ)
         if request.method == "POST":
             if (request.content_length or 0) > _MAX_CALLBACK_BODY:
@@ -277,7 +280,7 @@ class MsalMiddleware:
 
     # -- sign-out -------------------------------------------------------------
 
-    def _handle_sign_out(self, environ: dict, start_response: Callable[..., Any]) -> Response:
+    def _handle_sign_out(self, environ: Environ, start_response: Callable[..., Any]) -> Response:
         request = Request(environ)
         signed_in = self._view(environ).sign_out()
         self._events(E.SIGN_OUT, logging.INFO if signed_in else logging.DEBUG,
@@ -295,7 +298,7 @@ class MsalMiddleware:
 
     # -- helpers --------------------------------------------------------------
 
-    def _view(self, environ: dict) -> SessionView:
+    def _view(self, environ: Environ) -> SessionView:
         session = environ.get(self.settings.session_key)
         if session is None:
             raise _NoSession()
@@ -307,7 +310,7 @@ class MsalMiddleware:
         return safe_next(value, script_name=request.script_name,
                          allowed_origins=self.settings.allowed_redirect_origins)
 
-    def _guarded(self, handler: Callable[..., Any], environ: dict, start_response: Callable[..., Any],
+    def _guarded(self, handler: Callable[..., Any], environ: Environ, start_response: Callable[..., Any],
                  *args: Any) -> Iterable[bytes]:
         """Run a handler; turn failures into clear pages (JSON for API callers), never tracebacks."""
         try:
@@ -329,17 +332,17 @@ class MsalMiddleware:
                          error=str(exc))
             response = self._unavailable(environ, "The identity provider is unavailable.")
         if isinstance(response, Response):
-            return response(environ, start_response)
-        return response
+            response = response(environ, start_response)
+        return cast("Iterable[bytes]", response)
 
-    def _unavailable(self, environ: dict, message: str) -> Response:
+    def _unavailable(self, environ: Environ, message: str) -> Response:
         if not wants_redirect(environ):
             return json_error(503, "temporarily_unavailable", message, retry_after=_RETRY_AFTER)
         request = Request(environ)
         return error_page(503, "Please try again shortly", message + " Nothing was lost; try again in a moment.",
                           retry_after=_RETRY_AFTER, link=(self._safe_next(request, request.path_qs), "Try again"))
 
-    def _misconfigured(self, environ: dict) -> Response:
+    def _misconfigured(self, environ: Environ) -> Response:
         """503 without Retry-After: sign-in stays unavailable until the administrator fixes the credential."""
         message = ("This application could not identify itself to the identity provider. "
                    "The administrator will find the details in the log.")
@@ -371,7 +374,7 @@ class _Acquirer:
     Raises :class:`~msal_wsgi.InteractionRequired` when the user must sign in or consent.
     """
 
-    __slots__ = ("_middleware", "_view", "_signed_in")
+    __slots__ = ("_middleware", "_signed_in", "_view")
 
     def __init__(self, middleware: MsalMiddleware, view: SessionView, signed_in: SignedIn) -> None:
         self._middleware = middleware

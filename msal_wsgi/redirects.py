@@ -31,12 +31,11 @@ def safe_next(value: str | None, *, script_name: str = "", allowed_origins: tupl
     if value.startswith("/"):
         if value.startswith("//") or decoded.startswith("//"):
             return home
-        if script_name and not (value == script_name or value.startswith(script_name + "/")
-                                or value.startswith(script_name + "?")):
+        if script_name and not (value == script_name or value.startswith((script_name + "/", script_name + "?"))):
             return home
         return value
     parts = urlsplit(value)
-    if parts.scheme in ("http", "https") and parts.hostname and parts.username is None and parts.password is None:
-        if f"{parts.scheme}://{parts.netloc}".lower() in allowed_origins:
-            return value
+    if (parts.scheme in ("http", "https") and parts.hostname and parts.username is None and parts.password is None
+            and f"{parts.scheme}://{parts.netloc}".lower() in allowed_origins):
+        return value
     return home

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from html import escape
-from typing import Mapping
 
 from webob import Response
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import posixpath
-from typing import Mapping
+from collections.abc import Mapping
 
 from .settings import Protect
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import importlib
 import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Callable, Mapping, Sequence, Union
+from typing import Any, Callable, Union
 from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
