@@ -24,4 +24,5 @@ application = SessionMiddleware(MsalMiddleware(app, Settings.from_env()), {
     "session.type": "file",
     "session.data_dir": os.environ.get("SESSION_DIR", "sessions"),
     "session.httponly": True,
+    "session.save_accessed_time": False,  # no session write per request
 })

@@ -26,4 +26,5 @@ app.wsgi_app = SessionMiddleware(app.wsgi_app, {
     "session.type": "file",  # server-side: a token cache does not fit in a cookie
     "session.data_dir": os.environ.get("SESSION_DIR", "sessions"),
     "session.httponly": True,
+    "session.save_accessed_time": False,  # no session write per request
 })

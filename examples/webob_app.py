@@ -25,4 +25,5 @@ application = MsalMiddleware(app, Settings.from_env(session_options={
     "type": "file",
     "data_dir": os.environ.get("SESSION_DIR", "sessions"),
     "httponly": True,
+    "save_accessed_time": False,  # no session write per request
 }))
