@@ -202,14 +202,19 @@ class MsalMiddleware:
         """A response that signs the user in again and brings them back to this request's page.
 
         Use it when an API answers 401 with a claims challenge (conditional access):
-        ``return middleware.start_sign_in(environ, claims_challenge=challenge)``.
+        ``return middleware.start_sign_in(environ, claims_challenge=challenge)``. A browser is
+        sent to sign in; an API or XHR caller gets the same 401 JSON as any protected request.
         """
         rule = environ.get(K.ROUTE)
-        scopes = tuple(scopes) if scopes is not None else (
+        wanted = tuple(scopes) if scopes is not None else (
             rule.scopes_for(environ.get("REQUEST_METHOD", "GET")) if rule else self.settings.login_scopes)
-        request = Request(environ)
-        here = self._safe_next(request, request.path_qs)
-        return self._start_sign_in(request, self._view(environ), scopes, here, claims_challenge=claims_challenge)
+        reason = "the API asked for more claims" if claims_challenge else "the application asked for a new sign-in"
+
+        def challenge(environ: Environ) -> Response:
+            return self._challenge(environ, self._view(environ), wanted, reason, claims_challenge)
+
+        answer: Response = self._answer(challenge, environ)
+        return answer
 
     # -- the callback ---------------------------------------------------------
 
@@ -313,8 +318,15 @@ class MsalMiddleware:
     def _guarded(self, handler: Callable[..., Any], environ: Environ, start_response: Callable[..., Any],
                  *args: Any) -> Iterable[bytes]:
         """Run a handler; turn failures into clear pages (JSON for API callers), never tracebacks."""
+        response = self._answer(handler, environ, start_response, *args)
+        if isinstance(response, Response):
+            response = response(environ, start_response)
+        return cast("Iterable[bytes]", response)
+
+    def _answer(self, handler: Callable[..., Any], environ: Environ, *args: Any) -> Any:
+        """``handler(environ, *args)``, or the error page for the failure it raised."""
         try:
-            response = handler(environ, start_response, *args)
+            response = handler(environ, *args)
         except _NoSession as exc:
             response = self._no_session_page(str(exc))
         except UnicodeDecodeError:  # WebOb decodes query strings and forms as strict UTF-8
@@ -331,9 +343,7 @@ class MsalMiddleware:
             self._events(E.PROVIDER_UNAVAILABLE, logging.ERROR, "identity provider unavailable: %s", exc,
                          error=str(exc))
             response = self._unavailable(environ, "The identity provider is unavailable.")
-        if isinstance(response, Response):
-            response = response(environ, start_response)
-        return cast("Iterable[bytes]", response)
+        return response
 
     def _unavailable(self, environ: Environ, message: str) -> Response:
         if not wants_redirect(environ):

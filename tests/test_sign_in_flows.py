@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
+from msal_wsgi import MIDDLEWARE
+
 from support.apps import complete_sign_in, make_testapp, sign_in
 
 
@@ -65,3 +67,27 @@ def test_sign_out_without_end_session_endpoint_goes_to_a_local_page(provider):
     app.app.app._client._http.discovery.pop("end_session_endpoint", None)  # provider without one
     out = app.get("/auth/logout", {"next": "/goodbye"})
     assert out.location == "http://localhost/goodbye"
+
+
+def _reauthenticating_app(environ, start_response):
+    """An app whose API asked for more claims: it hands the challenge to the middleware."""
+    return environ[MIDDLEWARE].start_sign_in(environ, claims_challenge='{"access_token":{"acrs":{"values":["c1"]}}}')(
+        environ, start_response)
+
+
+def test_start_sign_in_sends_a_browser_to_sign_in_with_the_claims(provider):
+    app = make_testapp(provider, app=_reauthenticating_app)
+    sign_in_start = app.get("/todos")  # not signed in yet: the middleware's own challenge
+    complete_sign_in(app, provider, sign_in_start)
+    again = app.get("/todos?page=2")
+    query = parse_qs(urlsplit(again.location).query)
+    assert again.status_int == 302 and "c1" in query["claims"][0]
+    back = complete_sign_in(app, provider, again)
+    assert back.location.endswith("/todos?page=2")
+
+
+def test_start_sign_in_gives_an_api_caller_401_not_a_redirect(provider):
+    app = make_testapp(provider, app=_reauthenticating_app)
+    complete_sign_in(app, provider, app.get("/todos"))
+    answer = app.get("/todos", headers={"X-Requested-With": "XMLHttpRequest"}, status=401)
+    assert answer.json["error"] == "interaction_required"
