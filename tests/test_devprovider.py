@@ -21,14 +21,7 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:response_mode='form_post' is recommended:UserWarning"
 )
 
-TODO_READ = "api://todo/ToDoList.Read"
-TODO_WRITE = "api://todo/ToDoList.ReadWrite"
-REDIRECT_URI = "http://localhost/auth/callback"
-SECRETS = {
-    "todo-web": "todo-web-secret",
-    "todo-web-short": "todo-web-short-secret",
-    "todo-web-rotating": "todo-web-rotating-secret",
-}
+from support.apps import REDIRECT_URI, SECRETS, TODO_READ, TODO_WRITE  # noqa: E402
 
 
 def make_app(
