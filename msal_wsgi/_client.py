@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import json
 import logging
 import re
 import threading
@@ -62,6 +63,9 @@ _mask_msal_logs()
 
 #: The provider refuses the application itself: a configuration fault, not the user's.
 _CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client"})
+#: The token endpoint is unreachable, timed out (requests), or answered 5xx (msal raises for those,
+#: and replays the answer without asking again for its Retry-After, or 60 s without one).
+_UNAVAILABLE = (requests.RequestException, msal.exceptions.MsalServiceError)
 #: msal never serves a cached access token with less than this left (seconds).
 EXPIRY_MARGIN = 300
 
@@ -194,8 +198,8 @@ class IdentityClient:
         with self._using(msal.SerializableTokenCache()):
             try:
                 result = self._msal.acquire_token_for_client([f"{self._settings.client_id}/.default"])
-            except requests.RequestException as exc:
-                raise ProviderUnavailable(f"token endpoint unreachable: {type(exc).__name__}") from None
+            except _UNAVAILABLE as exc:
+                raise ProviderUnavailable(f"token endpoint unavailable: {_describe(exc)}") from None
         if result.get("error") == "invalid_client":
             return str(result.get("error_description") or "invalid_client")[:300]
         return None
@@ -229,10 +233,12 @@ class IdentityClient:
             app = self._msal
             try:
                 result = app.acquire_token_by_auth_code_flow(flow, dict(params))
+            except json.JSONDecodeError as exc:
+                raise ProviderUnavailable(f"malformed answer from the token endpoint: {exc}") from None
             except ValueError as exc:  # msal: state mismatch or malformed response
                 raise InteractionRequired(f"the sign-in response was rejected: {exc}") from None
-            except requests.RequestException as exc:
-                raise ProviderUnavailable(f"token endpoint unreachable: {type(exc).__name__}") from None
+            except _UNAVAILABLE as exc:
+                raise ProviderUnavailable(f"token endpoint unavailable: {_describe(exc)}") from None
             _raise_for_error(result)
             claims = result.get("id_token_claims") or {}
             accounts = app.get_accounts()
@@ -258,8 +264,8 @@ class IdentityClient:
             try:
                 result = app.acquire_token_silent_with_error(
                     list(scopes), account, claims_challenge=claims_challenge)
-            except requests.RequestException as exc:
-                raise ProviderUnavailable(f"token endpoint unreachable: {type(exc).__name__}") from None
+            except _UNAVAILABLE as exc:
+                raise ProviderUnavailable(f"token endpoint unavailable: {_describe(exc)}") from None
             except ValueError as exc:  # malformed JSON from the token endpoint
                 raise ProviderUnavailable(f"malformed answer from the token endpoint: {exc}") from None
             if result is None:
@@ -269,6 +275,11 @@ class IdentityClient:
             if token is None:
                 raise ProviderUnavailable("the token endpoint answered without an access token")
             return token, (cache.serialize() if cache.has_state_changed else None)
+
+
+def _describe(exc: Exception) -> str:
+    """``ReadTimeout``, ``ConnectionError``..., or msal's ``HTTP Error: 503``: never a URL or a body."""
+    return str(exc) if isinstance(exc, msal.exceptions.MsalServiceError) else type(exc).__name__
 
 
 def _raise_for_error(result: Mapping[str, Any]) -> None:

@@ -79,10 +79,49 @@ class MsalMiddleware:
 
             # Beaker reads only "session."-prefixed keys from a config dict; settings hold them bare.
             options = {"session." + key: value for key, value in settings.session_options.items()}
-            self._entry = SessionMiddleware(self._dispatch, options)
+            self._beaker: WSGIApp = SessionMiddleware(self._saving, options)
+            self._entry = self._with_session
 
     def __call__(self, environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
         return self._entry(environ, start_response)
+
+    # -- the Beaker msal_wsgi installs (session_options) ------------------------
+
+    def _with_session(self, environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """Beaker around :meth:`_dispatch`, answering 503 when it cannot save the session.
+
+        Beaker writes the session when the response starts, after the store may have
+        served the load: a store failing then (down, full, read-only) would be a 500.
+        """
+        started = False
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            nonlocal started
+            started = True
+            return start_response(status, headers, exc_info)
+
+        try:
+            return self._beaker(environ, start)
+        except _SaveFailed as exc:
+            failure = exc.__cause__
+            assert failure is not None
+            if started:  # Beaker saved; the server's start_response failed
+                raise failure from None
+            self._events(E.SESSION_UNAVAILABLE, logging.ERROR, "session store unavailable: the session could "
+                         "not be saved: %s: %s", type(failure).__name__, failure, error=str(failure))
+            answer = self._unavailable(environ, "The session store is unavailable.")
+            return cast("Iterable[bytes]", answer(environ, start_response))
+
+    def _saving(self, environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """:meth:`_dispatch`, with failures of Beaker's start_response (its save) marked for :meth:`_with_session`."""
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            try:
+                return start_response(status, headers, exc_info)
+            except Exception as exc:
+                raise _SaveFailed() from exc
+
+        return self._dispatch(environ, start)
 
     def _dispatch(self, environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
@@ -376,6 +415,11 @@ class MsalMiddleware:
 
 class _NoSession(Exception):
     pass
+
+
+class _SaveFailed(Exception):
+    """Beaker's start_response raised (its ``__cause__``): not a SessionUnavailable, so that no
+    handler answers it through that start_response again, which would retry the save."""
 
 
 class _Acquirer:
