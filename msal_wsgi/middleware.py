@@ -388,8 +388,11 @@ class MsalMiddleware:
         if not wants_redirect(environ):
             return json_error(503, "temporarily_unavailable", message, retry_after=_RETRY_AFTER)
         request = Request(environ)
+        retry = self._safe_next(request, request.path_qs)
+        if request.script_name + request.path_info == self._callback:
+            retry = request.script_name + self.settings.login_path  # the code is single use, and secret
         return error_page(503, "Please try again shortly", message + " Nothing was lost; try again in a moment.",
-                          retry_after=_RETRY_AFTER, link=(self._safe_next(request, request.path_qs), "Try again"))
+                          retry_after=_RETRY_AFTER, link=(retry, "Try again"))
 
     def _misconfigured(self, environ: Environ) -> Response:
         """503 without Retry-After: sign-in stays unavailable until the administrator fixes the credential."""

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 import webtest
 from beaker.session import Session
-from support.apps import echo_app, make_testapp, session_of, settings_for, sign_in
+from support.apps import complete_sign_in, echo_app, make_testapp, session_of, settings_for, sign_in
 from support.faults import Fault, FaultyProxy
 from support.servers import RedisServer
 
@@ -152,10 +152,11 @@ def test_session_store_down_is_a_503_everywhere_and_nothing_is_lost(provider, tm
             page = app.get("/todos", status=503)
             api = app.get("/todos", headers={"Accept": "application/json"}, status=503)
             endpoints = [app.get(path, status=503) for path in ("/auth/login", "/auth/logout")]
-            callback = app.get("/auth/callback", {"state": "s", "code": "c"}, status=503)
+            callback = app.get("/auth/callback", {"state": "s", "code": "secret-code"}, status=503)
         assert page.content_type == "text/html" and page.headers["Retry-After"] and "Traceback" not in page.text
         assert api.json["error"] == "temporarily_unavailable" and api.headers["Retry-After"]
         assert all(answer.headers["Retry-After"] for answer in [*endpoints, callback])
+        assert "secret-code" not in callback.text
         assert caplog.text.count("session store unavailable") == 5 and "Connection refused" in caplog.text
         redis.start()  # same port, same snapshot
         mark = provider.mark()
@@ -183,3 +184,18 @@ def test_a_store_that_reads_but_cannot_write_is_a_503_then_the_user_is_still_sig
         assert "could not be saved" in caplog.text and "OutOfMemoryError" in caplog.text
         admin.config_set("maxmemory", "0")
         assert app.get("/todos").json["token"]["value"] == token
+
+
+@pytest.mark.parametrize("fault", [Fault(status=503, retry_after=1), Fault(body=b"{not json")], ids=["503", "malformed"])
+def test_a_failing_token_endpoint_at_sign_in_is_a_503_that_starts_over(provider, proxy, fault):
+    app = make_testapp(provider, oidc_authority=proxy.issuer, response_mode="query")
+    authorize = app.get("/todos")
+    proxy.fault = fault
+    page = complete_sign_in(app, provider, authorize)
+    assert page.status_int == 503 and page.headers["Retry-After"]
+    assert "code=" not in page.text and 'href="/auth/login"' in page.text  # the code is spent: start over
+    proxy.fault = None
+    # msal throttles code redemptions of all users alike (its key ignores the code) until Retry-After.
+    time.sleep(fault.retry_after or 0)
+    back = complete_sign_in(app, provider, app.get("/auth/login", {"next": "/todos"}))
+    assert back.follow().json["user"]["sub"] == "alice"
