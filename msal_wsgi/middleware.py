@@ -259,6 +259,8 @@ class MsalMiddleware:
 
     def _handle_callback(self, environ: Environ, start_response: Callable[..., Any]) -> Response:
         request = Request(environ)
+        if request.method not in ("GET", "POST"):
+            return error_page(405, "Method not allowed", "The sign-in callback accepts GET and POST.")
         if request.method == "POST":
             if (request.content_length or 0) > _MAX_CALLBACK_BODY:
                 return self._restart_page(request, 413, "The sign-in response was too large.")
@@ -277,8 +279,6 @@ class MsalMiddleware:
             # A form_post arrives cross-site, without the SameSite=Lax session cookie:
             # send it on again from this site without touching the session.
             return repost_page(request.script_name + request.path_info, dict(params, **{_REPOST_FIELD: "1"}))
-        if request.method not in ("GET", "POST"):
-            return error_page(405, "Method not allowed", "The sign-in callback accepts GET and POST.")
         view = self._view(environ)
         state = params.get("state", "")
         pending = view.pop_flow(state, ttl=self.settings.sign_in_timeout) if state else None
