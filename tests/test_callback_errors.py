@@ -100,3 +100,10 @@ def test_signed_in_user_still_reaches_the_app_after_a_bad_callback(provider):
     sign_in(app, provider)
     app.get("/auth/callback", {"error": "access_denied"}, expect_errors=True)
     assert app.get("/todos").json["remote_user"] == "alice"
+
+
+def test_callback_refuses_other_methods_without_touching_the_session(provider):
+    app = make_testapp(provider)
+    answer = app.put("/auth/callback?code=x&state=y", expect_errors=True)
+    assert answer.status_int == 405 and "Traceback" not in answer.text
+    assert "sid" not in app.cookies
