@@ -145,7 +145,7 @@ class MsalMiddleware:
         view = self._view(environ)
         signed_in = view.signed_in(self._fingerprint)
         if signed_in is None:
-            return self._challenge(environ, view, scopes, "sign-in required")
+            return self._challenge(environ, view, scopes, "not signed in")
         token = None
         if scopes:
             try:

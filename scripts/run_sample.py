@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -30,14 +32,18 @@ def main() -> int:
     print(f"\n  Identity provider: {provider.issuer} (TLS from the throw-away CA {provider.ca_path};"
           "\n  your browser will warn about its certificate once: accept it, or import that CA)"
           f"\n  Open http://localhost:{port}/ and sign in with any name.\n", flush=True)
+    # Stop both servers however this script ends: Ctrl-C, SIGTERM, or gunicorn exiting.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    gunicorn = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"),
+                                 "sample_app:app"], cwd=ROOT, env=env)
     try:
-        import subprocess
-
-        return subprocess.call([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"),
-                                "sample_app:app"], cwd=ROOT, env=env)
+        return gunicorn.wait()
     except KeyboardInterrupt:
         return 0
     finally:
+        if gunicorn.poll() is None:
+            gunicorn.terminate()
+            gunicorn.wait(timeout=30)
         provider.stop()
 
 

@@ -17,7 +17,7 @@ from support.apps import make_testapp, session_of
 def test_api_call_gets_401_json_and_creates_no_flow(provider, headers):
     app = make_testapp(provider)
     answer = app.get("/todos", headers=headers, status=401)
-    assert answer.json == {"error": "interaction_required", "error_description": "Sign-in required: sign-in required",
+    assert answer.json == {"error": "interaction_required", "error_description": "Sign-in required: not signed in",
                            "login_url": "/auth/login"}
     assert answer.headers["WWW-Authenticate"].startswith('Session realm="msal_wsgi"')
     assert "sid" not in app.cookies  # no session was written: no pending flow

@@ -47,7 +47,7 @@ def test_a_session_tells_its_story(provider, caplog):
     assert events["token.cache_hit"] == {"scopes": (TODO_READ,)}
     assert events["token.refreshed"] == {"user": "alice", "scopes": ("api://r2/access",)}
     assert events["sign_out"] == {"signed_in": True}
-    assert hook.events[-1][1] == {"reason": "sign-in required", "path": "/todos", "redirect": False}
+    assert hook.events[-1][1] == {"reason": "not signed in", "path": "/todos", "redirect": False}
     messages = [(r.levelname, r.getMessage()) for r in caplog.records]
     assert ("INFO", "sign-in completed for alice") in messages
     assert ("INFO", "signed out") in messages
