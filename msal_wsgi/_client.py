@@ -138,7 +138,15 @@ class _HttpClient:
 
     def post(self, url: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self._timeout)
-        return self._session.post(url, **kwargs)
+        response = self._session.post(url, **kwargs)
+        data = kwargs.get("data")
+        if (response.status_code == 429 or response.status_code >= 500) and isinstance(data, dict) \
+                and data.get("grant_type") == "authorization_code":
+            # msal replays a 429/5xx for its Retry-After (60 s without one) under a key meant to
+            # hold the user, but for code redemption it holds no user (msal 1.39): one failed
+            # sign-in would fail every sign-in of the process. An exception is never replayed.
+            raise requests.HTTPError(f"{response.status_code} from the token endpoint", response=response)
+        return response
 
     def close(self) -> None:
         self._session.close()
