@@ -252,17 +252,23 @@ class SessionView:
         self._session[K.SESSION_FLOWS] = flows
         self._save()
 
-    def pop_flow(self, state: str, *, ttl: int) -> dict[str, Any] | None:
-        """Take the pending sign-in for ``state`` out of the session (single use)."""
+    def pop_flow(self, state: str, *, ttl: int) -> tuple[dict[str, Any] | None, str | None]:
+        """Take the pending sign-in for ``state`` out of the session (single use).
+
+        Returns it while it is fresh; an expired one gives only the page it was for.
+        """
         flows = self._flows()
         pending = flows.pop(state, None)
         live = self._live(flows, ttl)
         if pending is not None or len(live) != len(flows):
             self._session[K.SESSION_FLOWS] = live
             self._save()
-        if type(pending) is dict and _fresh(pending, time.time(), ttl) and isinstance(pending.get("flow"), dict):
-            return pending
-        return None
+        if type(pending) is not dict:
+            return None, None
+        if _fresh(pending, time.time(), ttl) and isinstance(pending.get("flow"), dict):
+            return pending, None
+        next_url = pending.get("next")
+        return None, next_url if isinstance(next_url, str) else None
 
     def completed(self, state: str) -> str | None:
         """Where a finished sign-in with this ``state`` went, if it is recent."""

@@ -281,7 +281,7 @@ class MsalMiddleware:
             return repost_page(request.script_name + request.path_info, dict(params, **{_REPOST_FIELD: "1"}))
         view = self._view(environ)
         state = params.get("state", "")
-        pending = view.pop_flow(state, ttl=self.settings.sign_in_timeout) if state else None
+        pending, expired_next = view.pop_flow(state, ttl=self.settings.sign_in_timeout) if state else (None, None)
         if "error" in params:
             self._events(E.SIGN_IN_FAILED, logging.WARNING, "sign-in failed at the provider: %r", params["error"],
                          reason="provider_error", error=params["error"])
@@ -290,7 +290,7 @@ class MsalMiddleware:
             return self._restart_page(request, status, f"The identity provider said: {description}",
                                       next_url=pending["next"] if pending else None)
         if pending is None:
-            return self._unknown_state(request, view, state)
+            return self._unknown_state(request, view, state, expired_next)
         if "code" not in params:
             self._events(E.SIGN_IN_FAILED, logging.WARNING, "callback without a code", reason="no_code")
             return self._restart_page(request, 400, "The sign-in response had no code.", next_url=pending["next"])
@@ -306,10 +306,11 @@ class MsalMiddleware:
         self._events(E.SIGN_IN_COMPLETED, logging.INFO, "sign-in completed for %s", username, user=username)
         return HTTPFound(location=pending["next"])
 
-    def _unknown_state(self, request: Request, view: SessionView, state: str) -> Response:
-        next_url = view.completed(state) if state else None
+    def _unknown_state(self, request: Request, view: SessionView, state: str, expired_next: str | None) -> Response:
+        """A used-up or expired state: a signed-in user moves on (back button, a slow second tab)."""
+        next_url = (view.completed(state) if state else None) or expired_next
         if next_url is not None and view.signed_in(self._fingerprint) is not None:
-            log.info("callback for a completed sign-in replayed; moving on")
+            log.info("callback for a completed or expired sign-in while signed in; moving on")
             return HTTPFound(location=next_url)
         self._events(E.SIGN_IN_FAILED, logging.WARNING, "callback with an unknown or expired state",
                      reason="unknown_state")

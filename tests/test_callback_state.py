@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 import webtest
-from support.apps import make_testapp, sign_in
+from support.apps import complete_sign_in, make_testapp, sign_in
 
 
 def _query_sign_in(app, provider, path="/todos"):
@@ -59,3 +61,15 @@ def test_unknown_state_while_signed_in_does_not_sign_out(provider):
     sign_in(app, provider)
     app.get("/auth/callback", {"state": "x" * 40, "code": "y"}, status=400)
     assert app.get("/todos").json["remote_user"] == "alice"
+
+
+def test_expired_second_tab_after_a_completed_sign_in_moves_on(provider):
+    app = make_testapp(provider, response_mode="query", sign_in_timeout=2)
+    tab_b = provider.sign_in(app.get("/todos/b").location)
+    assert complete_sign_in(app, provider, app.get("/todos/a")).status_int == 302  # tab A signs in
+    time.sleep(2.2)  # tab B's pending sign-in has expired
+    mark = provider.mark()
+    answer = app.get("/auth/callback", dict(tab_b.params))
+    assert answer.status_int == 302 and answer.location.endswith("/todos/b")
+    assert provider.token_requests_since(mark) == []
+    assert app.get("/todos/b").json["remote_user"] == "alice"
