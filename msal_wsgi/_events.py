@@ -27,9 +27,6 @@ SIGN_OUT = "sign_out"  # signed_in (bool)
 PROVIDER_UNAVAILABLE = "provider.unavailable"  # error
 SESSION_UNAVAILABLE = "session.unavailable"  # error
 
-EVENTS = (SIGN_IN_STARTED, SIGN_IN_COMPLETED, SIGN_IN_FAILED, TOKEN_REFRESHED, TOKEN_CACHE_HIT,
-          INTERACTION_REQUIRED, SIGN_OUT, PROVIDER_UNAVAILABLE, SESSION_UNAVAILABLE)
-
 
 class Events:
     """Logs an event's message and passes its facts to the hook, if there is one."""

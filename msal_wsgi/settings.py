@@ -65,10 +65,6 @@ class Protect:
             return self.read
         return self.write
 
-    @property
-    def all_scopes(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(self.read + (self.write or ())))
-
 
 def _coerce_protect(value: Any) -> Protect:
     if isinstance(value, Protect):
@@ -251,11 +247,6 @@ class Settings:
     def callback_path(self) -> str:
         """The URL path of ``redirect_uri``, where the provider sends the user back."""
         return urlsplit(self.redirect_uri).path or "/"
-
-    @property
-    def all_scopes(self) -> tuple[str, ...]:
-        """Every scope any route names, in configuration order."""
-        return tuple(dict.fromkeys(s for rule in self.protect.values() for s in rule.all_scopes))
 
     def with_changes(self, **changes: Any) -> Settings:
         """A copy with some fields replaced, validated again."""
