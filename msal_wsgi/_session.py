@@ -16,9 +16,10 @@ Stored per user:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -77,6 +78,15 @@ def scope_key(scopes: tuple[str, ...] | list[str]) -> str:
     return " ".join(scopes)
 
 
+@contextlib.contextmanager
+def _store(failure: str) -> Iterator[None]:
+    """Any error of the session store (down, unreadable data) becomes :class:`SessionUnavailable`."""
+    try:
+        yield
+    except Exception as exc:
+        raise SessionUnavailable(f"the session {failure}: {type(exc).__name__}: {exc}") from exc
+
+
 class Session(Protocol):
     """What msal_wsgi needs of a session: a mutable mapping with ``save()`` (Beaker's has more)."""
 
@@ -99,24 +109,18 @@ class SessionView:
         self._session = session
 
     def _get(self, key: str) -> Any:
-        try:
+        with _store("could not be loaded"):
             return self._session.get(key)
-        except Exception as exc:  # the store is down or its data unreadable
-            raise SessionUnavailable(f"the session could not be loaded: {type(exc).__name__}: {exc}") from exc
 
     def _save(self) -> None:
-        try:
+        with _store("could not be saved"):
             self._session.save()
-        except Exception as exc:
-            raise SessionUnavailable(f"the session could not be saved: {type(exc).__name__}: {exc}") from exc
 
     @property
     def session_id(self) -> str | None:
         """The store's id of this session, when the session object exposes one (Beaker: ``id``)."""
-        try:
+        with _store("could not be loaded"):
             sid = getattr(self._session, "id", None)
-        except Exception as exc:
-            raise SessionUnavailable(f"the session could not be loaded: {type(exc).__name__}: {exc}") from exc
         return sid if isinstance(sid, str) else None
 
     def reload(self) -> None:
@@ -128,10 +132,8 @@ class SessionView:
         sid = self.session_id
         if get_by_id is None or sid is None:
             return
-        try:
+        with _store("could not be re-read"):
             stored = get_by_id(sid)
-        except Exception as exc:
-            raise SessionUnavailable(f"the session could not be re-read: {type(exc).__name__}: {exc}") from exc
         fresh = {key: stored.get(key) for key in K.ALL_SESSION_KEYS} if stored is not None else {}
         for key in K.ALL_SESSION_KEYS:
             if fresh.get(key) is None:
@@ -144,11 +146,9 @@ class SessionView:
         """Write the session to the store now, not at the end of the request (Beaker defers it)."""
         self._save()
         persist = getattr(self._session, "persist", None)
-        try:
-            if persist is not None:
+        if persist is not None:
+            with _store("could not be saved"):
                 persist()
-        except Exception as exc:
-            raise SessionUnavailable(f"the session could not be saved: {type(exc).__name__}: {exc}") from exc
         self._sync_accessed()
 
     def _sync_accessed(self) -> None:
@@ -221,14 +221,12 @@ class SessionView:
         self._session.clear()
         persist = getattr(self._session, "persist", None)
         regenerate = getattr(self._session, "regenerate_id", None)
-        try:
+        with _store("id could not be renewed"):
             if persist is not None and regenerate is not None:
                 self._session.save()
                 persist()  # Beaker: write the emptied session under the old id now
             if regenerate is not None:
                 regenerate()
-        except Exception as exc:
-            raise SessionUnavailable(f"the session id could not be renewed: {exc}") from exc
         self._session.update(private)
         if keep_flows:
             self._session[K.SESSION_FLOWS] = keep_flows
