@@ -6,16 +6,15 @@ and acquire access tokens for the web APIs your WSGI app calls.
     from beaker.middleware import SessionMiddleware
     from msal_wsgi import MsalMiddleware, Protect
 
-    app = MsalMiddleware(app, client_id=..., client_credential=..., authority=...,
+    app = MsalMiddleware(app, client_id=..., client_secret=..., authority=...,
                          redirect_uri="https://app.example/auth/callback",
                          protect={"/todos": Protect(read=[READ], write=[READWRITE])})
     app = SessionMiddleware(app, {"session.type": "file", "session.data_dir": "..."})
 """
 
-from ._client import AccessToken
+from . import events
 from ._environ import ACQUIRE_TOKEN, MIDDLEWARE, ROUTE, TOKEN, USER
-from ._session import User
-from .api import BearerAuth, claims_challenge
+from .calling import BearerAuth, claims_challenge
 from .errors import (
     ConfigurationError,
     InteractionRequired,
@@ -23,9 +22,11 @@ from .errors import (
     ProviderUnavailable,
     SessionUnavailable,
 )
+from .identity import AccessToken, User
 from .middleware import MsalMiddleware
 from .paste import filter_app_factory, filter_factory
 from .settings import Protect, Settings
+from .signin import SignInFailure
 
 __version__ = "0.1.0"
 
@@ -45,8 +46,10 @@ __all__ = [
     "ProviderUnavailable",
     "SessionUnavailable",
     "Settings",
+    "SignInFailure",
     "User",
     "claims_challenge",
+    "events",
     "filter_app_factory",
     "filter_factory",
 ]

@@ -20,12 +20,12 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from . import _environ as K
-from ._client import EXPIRY_MARGIN, AccessToken
+from ._environ import ALL_SESSION_KEYS, SESSION_CACHE, SESSION_DONE, SESSION_FLOWS, SESSION_USER
+from ._msal import EXPIRY_MARGIN, Redemption
 from .errors import SessionUnavailable
+from .identity import AccessToken, User
 
 log = logging.getLogger("msal_wsgi")
 
@@ -35,33 +35,19 @@ MAX_INDEXED_TOKENS = 64
 MAX_COMPLETED = 5
 
 
-@dataclass(frozen=True)
-class User:
-    """The signed-in user, as the wrapped app sees it (``environ['msal_wsgi.user']``)."""
-
-    home_account_id: str
-    claims: Mapping[str, Any] = field(repr=False)
-
-    @property
-    def username(self) -> str:
-        """``preferred_username`` (Entra ID: the UPN or e-mail), else ``email``, else ``sub``."""
-        c = self.claims
-        return str(c.get("preferred_username") or c.get("email") or c.get("sub") or self.home_account_id)
-
-    @property
-    def name(self) -> str:
-        """The display name (``name`` claim), else :attr:`username`."""
-        return str(self.claims.get("name") or self.username)
-
-
-class SignedIn:
-    """The session's record of a signed-in user."""
+class StoredUser:
+    """The session's record of the signed-in user: account id, claims, and the index of their access tokens."""
 
     __slots__ = ("record", "user")
 
     def __init__(self, record: dict[str, Any]) -> None:
         self.record = record
         self.user = User(record["id"], record["claims"])
+
+    @property
+    def account_id(self) -> str:
+        """msal's ``home_account_id`` of the user."""
+        return str(self.record["id"])
 
     def cached_token(self, key: str, now: float) -> AccessToken | None:
         """An indexed token msal itself would still serve from its cache, else ``None``."""
@@ -102,11 +88,41 @@ class Session(Protocol):
     def save(self) -> None: ...
 
 
-class SessionView:
-    """Reads and writes msal_wsgi's part of one request's session."""
+class NoSession(Exception):
+    """The request has no session msal_wsgi can use: none in the environ, or a cookie-only one."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, cookie_only: bool) -> None:
+        self.cookie_only = cookie_only
+        super().__init__("cookie-only session" if cookie_only else "no session")
+
+
+def open_view(environ: Mapping[str, Any], session_key: str, fingerprint: str) -> SessionView:
+    """msal_wsgi's view of this request's session, or :class:`NoSession`."""
+    session = environ.get(session_key)
+    if session is None:
+        raise NoSession(cookie_only=False)
+    with _store("could not be loaded"):
+        cookie_only = _cookie_only(session)
+    if cookie_only:
+        raise NoSession(cookie_only=True)
+    return SessionView(session, fingerprint)
+
+
+def _cookie_only(session: Any) -> bool:
+    """A Beaker cookie session: unlike its server-side sessions, it has no namespace class (a store)."""
+    return type(session).__module__.startswith("beaker.") and getattr(session, "namespace_class", None) is None
+
+
+class SessionView:
+    """Reads and writes msal_wsgi's part of one request's session.
+
+    ``fingerprint`` names the client and authority: a user signed in for another
+    configuration reads as signed out.
+    """
+
+    def __init__(self, session: Session, fingerprint: str) -> None:
         self._session = session
+        self._fingerprint = fingerprint
 
     def _get(self, key: str) -> Any:
         with _store("could not be loaded"):
@@ -134,8 +150,8 @@ class SessionView:
             return
         with _store("could not be re-read"):
             stored = get_by_id(sid)
-        fresh = {key: stored.get(key) for key in K.ALL_SESSION_KEYS} if stored is not None else {}
-        for key in K.ALL_SESSION_KEYS:
+        fresh = {key: stored.get(key) for key in ALL_SESSION_KEYS} if stored is not None else {}
+        for key in ALL_SESSION_KEYS:
             if fresh.get(key) is None:
                 self._session.pop(key, None)
             else:
@@ -157,7 +173,7 @@ class SessionView:
         # that write-back cannot restore a refresh token that was rotated meanwhile.
         accessed = getattr(self._session, "accessed_dict", None)
         if isinstance(accessed, dict):
-            for key in K.ALL_SESSION_KEYS:
+            for key in ALL_SESSION_KEYS:
                 if key in self._session:
                     accessed[key] = self._session[key]
                 else:
@@ -165,18 +181,19 @@ class SessionView:
 
     # -- the signed-in user -------------------------------------------------
 
-    def signed_in(self, fingerprint: str) -> SignedIn | None:
-        record = self._get(K.SESSION_USER)
-        if (type(record) is dict and record.get("fp") == fingerprint and isinstance(record.get("id"), str)
+    def user(self) -> StoredUser | None:
+        """The signed-in user, or ``None`` (nobody, or data in another shape or of another configuration)."""
+        record = self._get(SESSION_USER)
+        if (type(record) is dict and record.get("fp") == self._fingerprint and isinstance(record.get("id"), str)
                 and isinstance(record.get("claims"), dict) and isinstance(record.get("tokens"), dict)):
-            return SignedIn(record)
+            return StoredUser(record)
         return None
 
     def token_cache(self) -> str | None:
-        blob = self._get(K.SESSION_CACHE)
+        blob = self._get(SESSION_CACHE)
         return blob if isinstance(blob, str) else None
 
-    def store_token(self, signed_in: SignedIn, token: AccessToken | None, new_cache: str | None) -> None:
+    def store_token(self, signed_in: StoredUser, token: AccessToken | None, new_cache: str | None) -> None:
         """Index ``token`` for its scopes and save the new cache, if any: one write."""
         tokens = dict(signed_in.record["tokens"])
         if token is not None:
@@ -185,28 +202,28 @@ class SessionView:
             tokens[scope_key(token.scopes)] = [token.value, token.expires_on, token.refresh_on, list(token.scopes)]
             while len(tokens) > MAX_INDEXED_TOKENS:
                 del tokens[min(tokens, key=lambda k: tokens[k][1])]
-        self._session[K.SESSION_USER] = dict(signed_in.record, tokens=tokens)
+        self._session[SESSION_USER] = dict(signed_in.record, tokens=tokens)
         if new_cache is not None:
-            self._session[K.SESSION_CACHE] = new_cache
+            self._session[SESSION_CACHE] = new_cache
         self._save()
 
-    def sign_in(self, account_id: str, claims: Mapping[str, Any], cache: str, token: AccessToken | None,
-                fingerprint: str, state: str, next_url: str) -> None:
-        """Replace any previous user with this one, under a new session id."""
+    def sign_in(self, redemption: Redemption, state: str, next_url: str) -> None:
+        """Replace any previous user with the one of ``redemption``, under a new session id."""
         flows = self._flows()
         done = self._completed()
         done[state] = next_url
         while len(done) > MAX_COMPLETED:
             del done[next(iter(done))]
         self._renew_id(keep_flows=flows)
-        self._session[K.SESSION_DONE] = done
-        self._session[K.SESSION_CACHE] = cache
-        record = {"id": account_id, "claims": dict(claims), "fp": fingerprint, "tokens": {}}
-        self.store_token(SignedIn(record), token, None)
+        self._session[SESSION_DONE] = done
+        self._session[SESSION_CACHE] = redemption.cache
+        record = {"id": redemption.account_id, "claims": dict(redemption.claims), "fp": self._fingerprint,
+                  "tokens": {}}
+        self.store_token(StoredUser(record), redemption.token, None)
 
     def sign_out(self) -> bool:
         """Clear the session under a new id; returns whether someone was signed in."""
-        was = self._get(K.SESSION_USER) is not None
+        was = self._get(SESSION_USER) is not None
         self._renew_id(keep_flows=None)
         self._save()
         return was
@@ -229,16 +246,16 @@ class SessionView:
                 regenerate()
         self._session.update(private)
         if keep_flows:
-            self._session[K.SESSION_FLOWS] = keep_flows
+            self._session[SESSION_FLOWS] = keep_flows
 
     # -- pending sign-ins -----------------------------------------------------
 
     def _flows(self) -> dict[str, Any]:
-        flows = self._get(K.SESSION_FLOWS)
+        flows = self._get(SESSION_FLOWS)
         return dict(flows) if type(flows) is dict else {}
 
     def _completed(self) -> dict[str, str]:
-        done = self._get(K.SESSION_DONE)
+        done = self._get(SESSION_DONE)
         return dict(done) if type(done) is dict else {}
 
     def add_flow(self, state: str, pending: dict[str, Any], *, limit: int, ttl: int) -> None:
@@ -247,7 +264,7 @@ class SessionView:
         flows[state] = pending
         while len(flows) > limit:
             del flows[min(flows, key=lambda s: flows[s].get("t", 0))]
-        self._session[K.SESSION_FLOWS] = flows
+        self._session[SESSION_FLOWS] = flows
         self._save()
 
     def pop_flow(self, state: str, *, ttl: int) -> tuple[dict[str, Any] | None, str | None]:
@@ -259,7 +276,7 @@ class SessionView:
         pending = flows.pop(state, None)
         live = self._live(flows, ttl)
         if pending is not None or len(live) != len(flows):
-            self._session[K.SESSION_FLOWS] = live
+            self._session[SESSION_FLOWS] = live
             self._save()
         if type(pending) is not dict:
             return None, None

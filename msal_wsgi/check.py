@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
-from ._client import IdentityClient
+from ._msal import IdentityClient
 from .errors import ConfigurationError, ProviderUnavailable
 from .settings import ENV_VARS, Settings
 

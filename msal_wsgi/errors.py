@@ -12,6 +12,7 @@ class ConfigurationError(MsalWsgiError, ValueError):
 
     def __init__(self, setting: str, problem: str) -> None:
         self.setting = setting
+        self.problem = problem
         super().__init__(f"msal_wsgi setting {setting!r}: {problem}")
 
 

@@ -1,10 +1,11 @@
-"""The answers msal_wsgi gives itself: error pages, JSON errors, the re-post page."""
+"""The answers msal_wsgi gives itself: error pages, JSON errors, the re-post page; and who gets which."""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
 from html import escape
+from typing import Any
 
 from webob import Response
 
@@ -70,3 +71,14 @@ def repost_page(action: str, fields: Mapping[str, str]) -> Response:
     response.headers["Content-Security-Policy"] = (
         f"default-src 'none'; script-src 'nonce-{nonce}'; form-action 'self'")
     return _no_store(response)
+
+
+def wants_redirect(environ: Mapping[str, Any]) -> bool:
+    """Whether the request is a browser navigation (pages, sign-in redirects) rather than an API call (JSON, 401)."""
+    mode = environ.get("HTTP_SEC_FETCH_MODE")
+    if mode and mode != "navigate":
+        return False
+    if environ.get("HTTP_X_REQUESTED_WITH"):
+        return False
+    accept = environ.get("HTTP_ACCEPT", "")
+    return not ("json" in accept and "html" not in accept)

@@ -1,8 +1,13 @@
 """Configuration: one frozen object, built and validated once.
 
-Python keyword arguments, a PasteDeploy/ini settings dict and environment
-variables all end up in :class:`Settings`. Every check runs at construction and
-a failure raises :class:`~msal_wsgi.ConfigurationError` naming the setting.
+Each setting is declared once, as a field of :class:`Settings`: its type, its
+default, how a string from an ini file or the environment becomes its value,
+and a line of documentation. The environment variable is derived from the name
+(``MSAL_`` + the name in capitals). Python keyword arguments, a PasteDeploy/ini
+settings dict and environment variables all end up in :class:`Settings`; every
+check runs at construction and a failure raises
+:class:`~msal_wsgi.ConfigurationError` naming the setting as the user wrote it
+(the keyword, the ini key or the environment variable).
 """
 
 from __future__ import annotations
@@ -10,9 +15,9 @@ from __future__ import annotations
 import importlib
 import os
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
-from typing import Any, Callable, Union
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import MISSING, Field, dataclass, field, fields, replace
+from typing import Any, Callable, TypeVar, Union
 from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
@@ -24,10 +29,45 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PROMPTS = frozenset({"login", "consent", "select_account", "none", "create"})
 RESPONSE_MODES = frozenset({"form_post", "query"})
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
+ENV_PREFIX = "MSAL_"
 _PREFIX_RE = re.compile(r"^/[A-Za-z0-9\-._~!$&'()*+,;=:@%/]*$")
 
 Scopes = Union[str, Sequence[str]]
-Credential = Union[str, Mapping[str, Any]]
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class FrozenMap(Mapping[K, V]):
+    """An immutable, hashable mapping (the ``protect`` rules, Beaker options, a certificate credential)."""
+
+    __slots__ = ("_dict", "_items")
+
+    def __init__(self, items: Mapping[K, V] | Sequence[tuple[K, V]] = ()) -> None:
+        pairs = tuple(items.items()) if isinstance(items, Mapping) else tuple(items)
+        self._items = pairs
+        self._dict = dict(pairs)
+
+    def __getitem__(self, key: K) -> V:
+        return self._dict[key]
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(self._dict)
+
+    def __len__(self) -> int:
+        return len(self._dict)
+
+    def __hash__(self) -> int:
+        return hash(tuple((k, _hashable(v)) for k, v in self._items))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and dict(self._items) == dict(other.items())
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._dict!r})"
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _scope_tuple(setting: str, value: Scopes | None) -> tuple[str, ...]:
@@ -79,21 +119,34 @@ def _coerce_protect(value: Any) -> Protect:
     raise ConfigurationError("protect", f"{value!r} is not a Protect, a scope list or a dict of read/write")
 
 
+_PROTECT_LINE = re.compile(r"^(?P<prefix>/\S*)\s*=\s*(?P<read>[^=|]*?)\s*(?:\|\s*(?P<write>[^=|]*?)\s*)?$")
+
+
 def parse_protect(text: str) -> dict[str, Protect]:
-    """Parse the ini/env form: one ``PREFIX = READ SCOPES [| WRITE SCOPES]`` per line or ``;``."""
+    """Parse the ini/env form: ``PREFIX = READ SCOPES [| WRITE SCOPES]``, one rule per line or ``;``.
+
+    Anything else is an error naming the rule: a second ``=`` or ``|``, a prefix that does not
+    start with ``/``, or rules run together with ``,`` instead of ``;``.
+    """
     rules: dict[str, Protect] = {}
-    for line in re.split(r"[\n;]", text):
+    for number, line in enumerate(re.split(r"[\n;]", text), start=1):
         line = line.strip()
         if not line:
             continue
-        prefix, sep, scopes = line.partition("=")
-        if not sep:
-            raise ConfigurationError("protect", f"{line!r} should read 'PREFIX = READ SCOPES | WRITE SCOPES'")
-        read, bar, write = scopes.partition("|")
-        prefix = prefix.strip()
+        match = _PROTECT_LINE.match(line)
+        if match is None:
+            raise ConfigurationError(
+                "protect", f"rule {number} {line!r} should read 'PREFIX = READ SCOPES | WRITE SCOPES' "
+                "(one rule per line or ';', at most one '=' and one '|')")
+        prefix = match["prefix"]
         if prefix in rules:
             raise ConfigurationError("protect", f"prefix {prefix!r} is listed twice")
-        rules[prefix] = Protect(read, write if bar else None)
+        read, write = match["read"], match["write"]
+        for scope in f"{read} {write or ''}".replace(",", " ").split():
+            if scope.startswith("/"):
+                raise ConfigurationError("protect", f"rule {number} {line!r}: {scope!r} looks like a prefix; "
+                                                    "separate rules with ';' or new lines, not ','")
+        rules[prefix] = Protect(read, write)
     return rules
 
 
@@ -105,58 +158,108 @@ def _check_url(setting: str, url: str | None, *, allow_loopback_http: bool = Fal
     if parts.scheme != "https" and not loopback_http:
         hint = " (http is allowed only for localhost)" if allow_loopback_http else ""
         raise ConfigurationError(setting, f"{url!r} must be an absolute https:// URL{hint}")
-    if not parts.hostname or parts.fragment or parts.username or parts.password:
+    if not parts.hostname or parts.fragment or parts.username is not None or parts.password is not None:
         raise ConfigurationError(setting, f"{url!r} must be an absolute URL with a host and no fragment or userinfo")
 
 
-def check_session_options(options: Mapping[str, Any]) -> None:
-    """Refuse Beaker session storage that cannot hold a token cache."""
-    if str(options.get("type", "memory")) == "cookie":
-        raise ConfigurationError(
-            "session.type",
-            "cookie-only sessions cannot hold a token cache (browsers cap cookies near 4 KB and a "
-            "cache with one account is 3-6 KB); use server-side storage such as "
-            "'file', 'ext:redis' or 'ext:database'")
+# -- coercion of ini/env strings ------------------------------------------------
+
+def _text(value: str) -> str | None:
+    return value or None
+
+
+def _whole_number(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a whole number") from None
+
+
+def _seconds(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a number of seconds") from None
+
+
+def _words(value: str) -> tuple[str, ...]:
+    return tuple(value.replace(",", " ").split())
+
+
+def _import_object(spec: str) -> Any:
+    """``package.module:name`` -> the object, for settings that name a function in an ini file."""
+    if not spec:
+        return None
+    module, _, name = spec.partition(":")
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in name.split(".") if name else ():
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ValueError(f"cannot import {spec!r} (write 'package.module:function'): {exc}") from None
+    return obj
+
+
+def setting(default: Any = MISSING, *, doc: str, parse: Callable[[str], Any] = _text, env: bool = True,
+            secret: bool = False, compare: bool = True) -> Any:
+    """Declare a field of :class:`Settings`: its default, how an ini/env string becomes its value, its doc."""
+    return field(default=default, repr=not secret, compare=compare,
+                 metadata={"doc": doc, "parse": parse, "env": env})
 
 
 @dataclass(frozen=True)
 class Settings:
     """Everything msal_wsgi needs to know, validated once.
 
-    See the configuration reference in README.md for each field.
+    README.md's configuration reference lists each field; ``Settings.reference()``
+    yields the same rows from these declarations.
     """
 
-    client_id: str
-    redirect_uri: str
-    client_credential: Credential | None = field(default=None, repr=False)
-    authority: str | None = None
-    oidc_authority: str | None = None
-    protect: Mapping[str, Protect] = field(default_factory=dict)
-    login_path: str = "/auth/login"
-    logout_path: str = "/auth/logout"
-    post_logout_redirect_uri: str | None = None
-    session_key: str = "beaker.session"
-    session_options: Mapping[str, Any] | None = None
-    response_mode: str = "form_post"
-    prompt: str | None = None
-    domain_hint: str | None = None
-    login_scopes: tuple[str, ...] = ()
-    max_pending_sign_ins: int = 5
-    sign_in_timeout: int = 600
-    http_timeout: float = 10.0
-    allowed_redirect_origins: tuple[str, ...] = ()
-    session_lock: Any = field(default=None, compare=False)
-    on_event: Callable[[str, Mapping[str, Any]], None] | None = field(default=None, compare=False)
+    client_id: str = setting("", doc="the app registration's application (client) ID (required)")
+    client_secret: str | None = setting(None, secret=True, doc="the client secret")
+    client_certificate: str | None = setting(
+        None, doc="path of a PEM file (private key and certificate) or a .pfx/.p12 file")
+    client_certificate_password: str | None = setting(None, secret=True, doc="password of client_certificate")
+    client_credential: Any = setting(
+        None, secret=True, env=False,
+        doc="Python only: a secret, or a certificate dict as msal takes it, instead of the three above")
+    authority: str | None = setting(None, doc="an Entra ID, External ID or B2C authority URL")
+    oidc_authority: str | None = setting(
+        None, doc="any other OpenID Connect issuer (https, with a path); exactly one of the two")
+    redirect_uri: str = setting("", doc="absolute URL of the callback; its path is the callback endpoint (required)")
+    protect: Mapping[str, Protect] = setting(
+        FrozenMap(), parse=parse_protect,
+        doc="{prefix: Protect(read=..., write=...)}; ini/env: 'PREFIX = READ SCOPES | WRITE SCOPES' per line or ';'")
+    login_path: str = setting("/auth/login", doc="sign-in endpoint (?next=, login_hint, domain_hint)")
+    logout_path: str = setting("/auth/logout", doc="sign-out endpoint")
+    post_logout_redirect_uri: str | None = setting(
+        None, doc="where the provider sends the user after sign-out (default: the origin of redirect_uri + /)")
+    session_key: str = setting("beaker.session", doc="environ key of the session (a dict-like object with save())")
+    session_options: Mapping[str, Any] | None = setting(
+        None, env=False, doc="Beaker options (ini: session.* keys); when set, msal_wsgi installs Beaker itself")
+    response_mode: str = setting("form_post", doc="form_post or query")
+    prompt: str | None = setting(None, doc="login, consent, select_account, none or create, for every sign-in")
+    domain_hint: str | None = setting(None, doc="sent with every sign-in")
+    login_scopes: tuple[str, ...] = setting(
+        (), parse=_words, doc="scopes for the sign-in endpoint when next is not under a protected prefix")
+    max_pending_sign_ins: int = setting(
+        5, parse=_whole_number, doc="sign-ins in progress per session (tabs); the oldest is dropped")
+    sign_in_timeout: int = setting(600, parse=_whole_number, doc="seconds a pending sign-in stays valid")
+    http_timeout: float = setting(10.0, parse=_seconds, doc="seconds for each request to the provider")
+    allowed_redirect_origins: tuple[str, ...] = setting(
+        (), parse=_words, doc="absolute origins next may point to, besides this app")
+    session_lock: Any = setting(
+        None, compare=False,
+        doc="per-session refresh lock: thread, file:DIR, a redis:// URL, or lock(session_id) -> context manager")
+    on_event: Callable[[str, Mapping[str, Any]], None] | None = setting(
+        None, parse=_import_object, env=False, compare=False,
+        doc="metrics hook on_event(name, data); ini: package.module:function")
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         if not self.client_id or not str(self.client_id).strip():
             raise ConfigurationError("client_id", "is required: the application (client) ID of your app registration")
-        if not self.client_credential:
-            raise ConfigurationError(
-                "client_credential",
-                "is required: a client secret, or a certificate "
-                "({'private_key_pfx_path': ...} or {'private_key': ..., 'public_certificate': ...})")
+        set_(self, "client_credential", self._credential())
         if bool(self.authority) == bool(self.oidc_authority):
             raise ConfigurationError(
                 "authority",
@@ -169,10 +272,10 @@ class Settings:
             if not urlsplit(self.oidc_authority).path.strip("/"):
                 raise ConfigurationError(
                     "oidc_authority", "must have a path (for example https://id.example/realm); msal requires one")
-        _check_url("redirect_uri", self.redirect_uri, allow_loopback_http=True)
         if not self.redirect_uri:
             raise ConfigurationError("redirect_uri", "is required: the absolute URL of the callback, "
                                      "for example https://app.example/auth/callback")
+        _check_url("redirect_uri", self.redirect_uri, allow_loopback_http=True)
         if urlsplit(self.redirect_uri).query:
             raise ConfigurationError("redirect_uri", "must not have a query string")
         _check_url("post_logout_redirect_uri", self.post_logout_redirect_uri, allow_loopback_http=True)
@@ -183,14 +286,15 @@ class Settings:
         set_(self, "login_scopes", _scope_tuple("login_scopes", self.login_scopes))
         set_(self, "allowed_redirect_origins", tuple(self._origins()))
         for name in ("max_pending_sign_ins", "sign_in_timeout"):
-            if not isinstance(getattr(self, name), int) or not 1 <= getattr(self, name) <= 100_000:
-                raise ConfigurationError(name, "must be a positive whole number")
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 100_000:
+                raise ConfigurationError(name, "must be a whole number from 1 to 100000")
         if not isinstance(self.http_timeout, (int, float)) or not 0 < self.http_timeout <= 300:
             raise ConfigurationError("http_timeout", "must be a number of seconds between 0 and 300")
         if not self.session_key:
             raise ConfigurationError("session_key", "must name the environ key of the session")
         if self.session_options is not None:
-            check_session_options(self.session_options)
+            set_(self, "session_options", FrozenMap(_checked_session_options(self.session_options)))
         set_(self, "session_lock", self._lock())
         if self.on_event is not None and not callable(self.on_event):
             raise ConfigurationError("on_event", f"{self.on_event!r} is not callable: give a function(name, data)")
@@ -201,6 +305,23 @@ class Settings:
         if self.login_path == self.logout_path:
             raise ConfigurationError("logout_path", "must differ from login_path")
         set_(self, "protect", self._checked_protect(endpoints))
+
+    def _credential(self) -> Any:
+        given = [name for name in ("client_credential", "client_secret", "client_certificate") if getattr(self, name)]
+        if not given:
+            raise ConfigurationError(
+                "client_secret", "is required: a client secret, or client_certificate (a PEM or PFX file), or in "
+                "Python client_credential={'private_key': ..., 'public_certificate': ...}")
+        if len(given) > 1:
+            raise ConfigurationError(given[1], f"set only one of {', '.join(given)}")
+        if self.client_certificate:
+            return FrozenMap(_certificate(self.client_certificate, self.client_certificate_password))
+        credential = self.client_credential or self.client_secret
+        if isinstance(credential, Mapping):
+            return FrozenMap(credential)
+        if not isinstance(credential, str):
+            raise ConfigurationError("client_credential", "must be a client secret (a string) or a certificate dict")
+        return credential
 
     def _lock(self) -> SessionLock:
         value = self.session_lock
@@ -223,25 +344,26 @@ class Settings:
             origins.append(f"{parts.scheme}://{parts.netloc}".lower())
         return origins
 
-    def _checked_protect(self, endpoints: Mapping[str, str]) -> dict[str, Protect]:
+    def _checked_protect(self, endpoints: Mapping[str, str]) -> FrozenMap[str, Protect]:
         if not isinstance(self.protect, Mapping):
             raise ConfigurationError("protect", "must map path prefixes to Protect(read=..., write=...)")
         rules: dict[str, Protect] = {}
         for prefix, rule in self.protect.items():
             if not isinstance(prefix, str) or not _PREFIX_RE.match(prefix):
                 raise ConfigurationError("protect", f"{prefix!r} must be a path starting with '/'")
-            if (prefix != "/" and prefix.endswith("/")) or "//" in prefix or "/./" in prefix + "/" \
-                    or "/../" in prefix + "/" or "%" in prefix:
+            if prefix == "/":
+                raise ConfigurationError("protect", "'/' would protect the sign-in endpoints too; "
+                                                    "protect the prefixes of the app's own pages")
+            if prefix.endswith("/") or "//" in prefix or "/./" in prefix + "/" or "/../" in prefix + "/" \
+                    or "%" in prefix:
                 raise ConfigurationError(
                     "protect", f"{prefix!r} is malformed: no trailing slash, empty, dot or encoded segments")
-            if prefix in rules:
-                raise ConfigurationError("protect", f"prefix {prefix!r} is listed twice")
             for name, path in endpoints.items():
-                if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
+                if path == prefix or path.startswith(prefix + "/"):
                     raise ConfigurationError(
                         "protect", f"{prefix!r} overlaps {name} {path!r}; sign-in endpoints cannot be protected")
             rules[prefix] = _coerce_protect(rule)
-        return rules
+        return FrozenMap(rules)
 
     @property
     def callback_path(self) -> str:
@@ -250,105 +372,122 @@ class Settings:
 
     def with_changes(self, **changes: Any) -> Settings:
         """A copy with some fields replaced, validated again."""
+        if "client_secret" in changes or "client_certificate" in changes or "client_credential" in changes:
+            # A new credential replaces the old one, whichever form either takes.
+            changes = {"client_credential": None, "client_secret": None, "client_certificate": None, **changes}
         return replace(self, **changes)
 
     @classmethod
     def from_mapping(cls, settings: Mapping[str, Any], *, env: Mapping[str, str] | None = None) -> Settings:
-        """Build from an ini/PasteDeploy settings dict; ``env`` (MSAL_* variables) overrides it."""
-        values = dict(settings)
+        """Build from an ini/PasteDeploy settings dict; ``env`` (``MSAL_*`` variables) overrides it.
+
+        Errors name the ini key, or the variable when the value came from ``env``.
+        """
+        values, names = _from_ini(settings)
         if env is not None:
-            values.update(_from_env_vars(env))
-        return cls(**{**_REQUIRED, **_coerce(values)})
+            env_values, env_names = _from_env(env)
+            values.update(env_values)
+            names.update(env_names)
+        return _build(cls, values, names)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Build from ``MSAL_*`` environment variables; keyword ``overrides`` win."""
-        values = _coerce(_from_env_vars(os.environ if env is None else env))
+        """Build from ``MSAL_*`` environment variables; keyword ``overrides`` win.
+
+        Errors name the variable the user set (``MSAL_CLIENT_ID``), or the keyword.
+        """
+        values, names = _from_env(os.environ if env is None else env)
         values.update(overrides)
-        return cls(**{**_REQUIRED, **values})
+        for key in overrides:
+            names.pop(key, None)
+        return _build(cls, values, names)
+
+    @classmethod
+    def reference(cls) -> Iterator[tuple[str, str | None, Any, str]]:
+        """``(setting, environment variable or None, default, doc)`` for every setting."""
+        for f in fields(cls):
+            yield f.name, env_var(f) if f.metadata["env"] else None, f.default, f.metadata["doc"]
 
 
-#: Absent required settings reach validation empty, so the error names them (not a TypeError).
-_REQUIRED = {"client_id": "", "redirect_uri": ""}
-
-#: Environment variable -> setting name.
-ENV_VARS = {
-    "MSAL_CLIENT_ID": "client_id",
-    "MSAL_CLIENT_SECRET": "client_secret",
-    "MSAL_CLIENT_CERTIFICATE": "client_certificate",
-    "MSAL_CLIENT_CERTIFICATE_PASSWORD": "client_certificate_password",
-    "MSAL_AUTHORITY": "authority",
-    "MSAL_OIDC_AUTHORITY": "oidc_authority",
-    "MSAL_REDIRECT_URI": "redirect_uri",
-    "MSAL_POST_LOGOUT_REDIRECT_URI": "post_logout_redirect_uri",
-    "MSAL_PROTECT": "protect",
-    "MSAL_PROMPT": "prompt",
-    "MSAL_DOMAIN_HINT": "domain_hint",
-    "MSAL_RESPONSE_MODE": "response_mode",
-    "MSAL_LOGIN_SCOPES": "login_scopes",
-    "MSAL_LOGIN_PATH": "login_path",
-    "MSAL_LOGOUT_PATH": "logout_path",
-    "MSAL_SESSION_KEY": "session_key",
-    "MSAL_HTTP_TIMEOUT": "http_timeout",
-    "MSAL_MAX_PENDING_SIGN_INS": "max_pending_sign_ins",
-    "MSAL_SIGN_IN_TIMEOUT": "sign_in_timeout",
-    "MSAL_ALLOWED_REDIRECT_ORIGINS": "allowed_redirect_origins",
-    "MSAL_SESSION_LOCK": "session_lock",
-}
+def env_var(f: Field[Any]) -> str:
+    """The environment variable of a setting: ``MSAL_`` + its name in capitals."""
+    return ENV_PREFIX + f.name.upper()
 
 
-def _from_env_vars(env: Mapping[str, str]) -> dict[str, str]:
-    return {name: env[var] for var, name in ENV_VARS.items() if env.get(var)}
+_FIELDS = {f.name: f for f in fields(Settings)}
+ENV_VARS = {env_var(f): f.name for f in _FIELDS.values() if f.metadata["env"]}
 
 
-_FIELD_NAMES = {f.name for f in fields(Settings)}
-_STRING_ONLY = {"client_secret", "client_certificate", "client_certificate_password"}
+def _from_string(name: str, text: str, source: str) -> Any:
+    try:
+        return _FIELDS[name].metadata["parse"](text.strip())
+    except ConfigurationError as exc:
+        raise ConfigurationError(source, exc.problem) from None
+    except ValueError as exc:
+        raise ConfigurationError(source, str(exc)) from None
 
 
-def _coerce(values: dict[str, Any]) -> dict[str, Any]:
-    """Turn ini/env strings into typed fields; unknown keys are errors."""
-    out: dict[str, Any] = {}
-    session = {k[len("session."):]: v for k, v in values.items() if k.startswith("session.")}
+def _from_ini(settings: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Typed values from an ini section, and the key each came from."""
+    values: dict[str, Any] = {}
+    names: dict[str, str] = {}
+    session = {key[len("session."):]: value for key, value in settings.items() if key.startswith("session.")}
     if session:
-        out["session_options"] = session
-    secret = values.get("client_secret")
-    cert = values.get("client_certificate")
-    if secret and cert:
-        raise ConfigurationError("client_secret", "set either client_secret or client_certificate, not both")
-    if cert:
-        out["client_credential"] = _certificate(cert, values.get("client_certificate_password"))
-    elif secret:
-        out["client_credential"] = secret
-    for key, value in values.items():
-        if key.startswith("session.") or key in _STRING_ONLY:
+        values["session_options"] = session
+    for key, value in settings.items():
+        if key.startswith("session."):
             continue
-        if key not in _FIELD_NAMES:
-            raise ConfigurationError(key, f"is not a msal_wsgi setting; known settings: {sorted(_FIELD_NAMES | _STRING_ONLY)}")
-        if isinstance(value, str):
-            value = _from_string(key, value)
-        out[key] = value
-    return out
+        if key not in _FIELDS:
+            raise ConfigurationError(key, "is not a msal_wsgi setting" + _nearest(key, _FIELDS))
+        values[key] = _from_string(key, value, key) if isinstance(value, str) else value
+        names[key] = key
+    return values, names
 
 
-def _from_string(key: str, value: str) -> Any:
-    value = value.strip()
-    if key == "on_event":
-        return _import_object(key, value) if value else None
-    if key == "protect":
-        return parse_protect(value)
-    if key in ("login_scopes", "allowed_redirect_origins"):
-        return tuple(value.replace(",", " ").split())
-    if key in ("max_pending_sign_ins", "sign_in_timeout"):
-        try:
-            return int(value)
-        except ValueError:
-            raise ConfigurationError(key, f"{value!r} is not a whole number") from None
-    if key == "http_timeout":
-        try:
-            return float(value)
-        except ValueError:
-            raise ConfigurationError(key, f"{value!r} is not a number of seconds") from None
-    return value or None
+def _from_env(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Typed values from the ``MSAL_*`` variables that are set, and the variable each came from."""
+    values: dict[str, Any] = {}
+    names: dict[str, str] = {}
+    for var, name in ENV_VARS.items():
+        if env.get(var):
+            values[name] = _from_string(name, env[var], var)
+            names[name] = var
+    return values, names
+
+
+def _nearest(word: str, known: Mapping[str, Any]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else f"; known settings: {', '.join(sorted(known))}"
+
+
+def _build(cls: type[Settings], values: dict[str, Any], names: Mapping[str, str]) -> Settings:
+    """``cls(**values)``, with an error naming the key or variable the user wrote rather than the field."""
+    try:
+        return cls(**values)
+    except ConfigurationError as exc:
+        written = names.get(exc.setting.partition(".")[0])  # protect.read: the protect setting
+        if written is None or written == exc.setting:
+            raise
+        raise ConfigurationError(written, exc.problem) from None
+
+
+def _checked_session_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Beaker options as Beaker will coerce them; cookie-only storage and bad values are refused now."""
+    from beaker.util import coerce_session_params  # optional dependency, needed only with session_options
+
+    if str(options.get("type", "memory")) == "cookie":
+        raise ConfigurationError(
+            "session.type",
+            "cookie-only sessions cannot hold a token cache (browsers cap cookies near 4 KB and a "
+            "cache with one account is 3-6 KB); use server-side storage such as "
+            "'file', 'ext:redis' or 'ext:database'")
+    try:
+        coerce_session_params(dict(options))
+    except Exception as exc:  # noqa: BLE001 - Beaker raises plain Exception, naming the option
+        raise ConfigurationError("session_options", f"Beaker refuses them: {exc}") from None
+    return dict(options)
 
 
 def _certificate(path: str, password: str | None) -> dict[str, Any]:
@@ -379,15 +518,3 @@ def _certificate(path: str, password: str | None) -> dict[str, Any]:
         return {"private_key_pfx_path": path, "passphrase": password}
     pem = data.decode("ascii")
     return {"private_key": pem, "public_certificate": pem, "passphrase": password}
-
-
-def _import_object(key: str, spec: str) -> Any:
-    """``package.module:name`` -> the object, for settings that name a function in an ini file."""
-    module, _, name = spec.partition(":")
-    try:
-        obj: Any = importlib.import_module(module)
-        for part in name.split(".") if name else ():
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise ConfigurationError(key, f"cannot import {spec!r} (write 'package.module:function'): {exc}") from None
-    return obj

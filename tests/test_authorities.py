@@ -21,7 +21,7 @@ import requests
 import urllib3
 
 from msal_wsgi import ProviderUnavailable, Settings
-from msal_wsgi._client import IdentityClient
+from msal_wsgi._msal import IdentityClient
 
 TENANT_ID = "aaaabbbb-0000-cccc-1111-dddd2222eeee"
 

@@ -42,8 +42,8 @@ def test_ini_section_with_environment_overrides(provider, tmp_path):
 
 @pytest.mark.parametrize(("change", "named"), [
     ({"MSAL_CLIENT_ID": ""}, "'client_id'"),
-    ({"MSAL_REDIRECT_URI": "http://app.example/auth/callback"}, "'redirect_uri'"),
-    ({"MSAL_PROTECT": "/todos api://todo/ToDoList.Read"}, "'protect'"),
+    ({"MSAL_REDIRECT_URI": "http://app.example/auth/callback"}, "'MSAL_REDIRECT_URI'"),
+    ({"MSAL_PROTECT": "/todos api://todo/ToDoList.Read"}, "'MSAL_PROTECT'"),
     ({"MSAL_OIDC_AUTHORITY": "https://127.0.0.1:9/op"}, "'oidc_authority'"),
     ({"MSAL_CLIENT_SECRET": "not-the-secret"}, "client_credential"),
     ({"MSAL_CLIENT_ID": "nobody"}, "'client_id'"),

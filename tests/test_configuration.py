@@ -21,7 +21,8 @@ def app(environ, start_response):
 
 @pytest.mark.parametrize("changes,setting", [
     ({"client_id": ""}, "client_id"),
-    ({"client_credential": None}, "client_credential"),
+    ({"client_credential": None}, "client_secret"),
+    ({"client_secret": "also"}, "client_secret"),
     ({"oidc_authority": None}, "authority"),
     ({"authority": "https://login.microsoftonline.com/t"}, "authority"),
     ({"oidc_authority": "http://id.example/realm"}, "oidc_authority"),
@@ -78,7 +79,7 @@ def test_ini_and_env_feed_the_same_settings():
     ({"http_timeout": "soon"}, "http_timeout"),
     ({"protect": "/todos api://x"}, "protect"),
     ({"protect": "/a = x\n/a = y"}, "protect"),
-    ({"client_secret": "s", "client_certificate": "/c.pem"}, "client_secret"),
+    ({"client_secret": "s", "client_certificate": "/c.pem"}, "client_certificate"),
     ({"client_certificate": "/does/not/exist.pem"}, "client_certificate"),
 ])
 def test_bad_ini_values_are_named(ini, setting):

@@ -50,16 +50,17 @@ def test_a_session_tells_its_story(provider, caplog):
     assert hook.events[-1][1] == {"reason": "not signed in", "path": "/todos", "redirect": False}
     messages = [(r.levelname, r.getMessage()) for r in caplog.records]
     assert ("INFO", "sign-in completed for alice") in messages
-    assert ("INFO", "signed out") in messages
+    assert ("INFO", "sign-out (someone was signed in: True)") in messages
     assert ("INFO", "token refreshed for alice (scopes api://r2/access)") in messages
     for secret in (token, SECRETS["todo-web"], code):
         assert secret not in caplog.text
 
 
 @pytest.mark.parametrize(("params", "reason"), [
-    ({"error": "access_denied", "error_description": "the user said no"}, "provider_error"),
+    ({"error": "access_denied", "error_description": "the user said no"}, "access_denied"),
+    ({"error": "server_error", "error_description": "try later"}, "provider_error"),
     ({"state": "never-issued", "code": "x"}, "unknown_state"),
-], ids=["provider-error", "unknown-state"])
+], ids=["access-denied", "provider-error", "unknown-state"])
 def test_failed_sign_in_is_a_warning_with_its_reason(provider, caplog, params, reason):
     hook = Recorder()
     app = make_testapp(provider, on_event=hook)

@@ -16,8 +16,8 @@ import pytest
 from support.apps import TODO_READ, TODO_WRITE, complete_sign_in, make_testapp, session_of, sign_in
 
 from msal_wsgi import _environ as K
-from msal_wsgi._client import EXPIRY_MARGIN
-from msal_wsgi._session import SignedIn
+from msal_wsgi._msal import EXPIRY_MARGIN
+from msal_wsgi._session import StoredUser
 
 JSON = {"Accept": "application/json"}
 
@@ -51,7 +51,7 @@ def test_index_serves_only_what_msal_would(left, refresh_in, served):
     now = 1_800_000_000.0
     refresh_on = None if refresh_in is None else int(now + refresh_in)
     record = {"id": "u", "claims": {}, "tokens": {TODO_READ: ["t", now + left, refresh_on, [TODO_READ]]}}
-    assert (SignedIn(record).cached_token(TODO_READ, now) is not None) is served
+    assert (StoredUser(record).cached_token(TODO_READ, now) is not None) is served
 
 
 def test_index_keeps_msals_own_expiry_and_refresh_times(provider):

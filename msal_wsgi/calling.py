@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import requests
 
-from . import _environ as K
+from ._environ import ACQUIRE_TOKEN, TOKEN
 from .errors import MsalWsgiError
 
 # One auth-param (name=token or name="quoted string") or a bare token (an auth scheme), then a comma.
@@ -45,13 +45,13 @@ class BearerAuth(requests.auth.AuthBase):
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         if self._scopes is not None:
-            acquire = self._environ.get(K.ACQUIRE_TOKEN)
+            acquire = self._environ.get(ACQUIRE_TOKEN)
             if acquire is None:
                 raise MsalWsgiError("BearerAuth(scopes=...) needs a request on a protected path "
                                     "(no msal_wsgi.acquire_token in the environ)")
             token = acquire(self._scopes)
         else:
-            token = self._environ.get(K.TOKEN)
+            token = self._environ.get(TOKEN)
             if token is None:
                 raise MsalWsgiError("no access token in the environ: protect this path with scopes, "
                                     "or pass BearerAuth(environ, scopes=[...])")

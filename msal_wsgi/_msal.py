@@ -25,6 +25,7 @@ import msal
 import requests
 
 from .errors import CredentialRejected, InteractionRequired, ProviderUnavailable
+from .identity import AccessToken, User
 from .settings import Settings
 
 log = logging.getLogger("msal_wsgi")
@@ -71,33 +72,22 @@ EXPIRY_MARGIN = 300
 
 
 @dataclass(frozen=True)
-class AccessToken:
-    """An access token for ``scopes``, valid until ``expires_on`` (Unix time)."""
-
-    value: str = field(repr=False)
-    expires_on: int
-    scopes: tuple[str, ...]
-    refresh_on: int | None = None
-
-    @property
-    def authorization(self) -> str:
-        """The ``Authorization`` header value: ``Bearer <token>``."""
-        return "Bearer " + self.value
-
-
-@dataclass(frozen=True)
-class SignIn:
-    """What a redeemed authorization code yields."""
+class Redemption:
+    """What a redeemed authorization code yields: the account, its id-token claims, a token, the new cache."""
 
     account_id: str
     claims: Mapping[str, Any]
     token: AccessToken | None
     cache: str = field(repr=False)
 
+    @property
+    def user(self) -> User:
+        return User(self.account_id, self.claims)
 
-class _CacheRouter:
+
+class CacheRouter:
     """Stands in as the one app's ``token_cache`` and forwards every call to the
-    cache of the operation running on this thread (see :meth:`IdentityClient._using`).
+    cache of the operation running on this thread or task (:meth:`using`).
 
     ``remove_rt`` and ``update_rt`` are real methods because msal captures them
     as bound methods when it builds its client; everything else is looked up late.
@@ -109,6 +99,15 @@ class _CacheRouter:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._current.get(), name)
 
+    @contextlib.contextmanager
+    def using(self, cache: msal.SerializableTokenCache) -> Iterator[None]:
+        """Route msal's cache calls to ``cache`` inside the block."""
+        token = self._current.set(cache)
+        try:
+            yield
+        finally:
+            self._current.reset(token)
+
     def add(self, *args: Any, **kwargs: Any) -> Any:
         return self._current.get().add(*args, **kwargs)
 
@@ -119,7 +118,7 @@ class _CacheRouter:
         return self._current.get().update_rt(*args, **kwargs)
 
 
-class _HttpClient:
+class HttpClient:
     """requests with a default timeout, remembering the discovery document msal fetched."""
 
     def __init__(self, timeout: float, session: requests.Session | None = None) -> None:
@@ -148,9 +147,6 @@ class _HttpClient:
             raise requests.HTTPError(f"{response.status_code} from the token endpoint", response=response)
         return response
 
-    def close(self) -> None:
-        self._session.close()
-
 
 class IdentityClient:
     """Sign-in, code redemption and silent token acquisition against one authority.
@@ -161,8 +157,8 @@ class IdentityClient:
 
     def __init__(self, settings: Settings, *, http_session: requests.Session | None = None) -> None:
         self._settings = settings
-        self._router = _CacheRouter()
-        self._http = _HttpClient(settings.http_timeout, http_session)
+        self._router = CacheRouter()
+        self._http = HttpClient(settings.http_timeout, http_session)
         self._http_cache: dict[Any, Any] = {}
         self._app: msal.ConfidentialClientApplication | None = None
         self._lock = threading.Lock()
@@ -170,12 +166,12 @@ class IdentityClient:
     @property
     def _msal(self) -> msal.ConfidentialClientApplication:
         if self._app is None:
-            with self._lock, self._using(msal.SerializableTokenCache()):
+            with self._lock, self._router.using(msal.SerializableTokenCache()):
                 if self._app is None:
                     try:
                         self._app = msal.ConfidentialClientApplication(
                             self._settings.client_id,
-                            client_credential=self._settings.client_credential,
+                            client_credential=_plain(self._settings.client_credential),
                             authority=self._settings.authority,
                             oidc_authority=self._settings.oidc_authority,
                             token_cache=self._router,
@@ -203,7 +199,7 @@ class IdentityClient:
         Returns the provider's description when it rejects the client's id or credential
         (``invalid_client``), else ``None``: any other answer means authentication passed.
         """
-        with self._using(msal.SerializableTokenCache()):
+        with self._router.using(msal.SerializableTokenCache()):
             try:
                 result = self._msal.acquire_token_for_client([f"{self._settings.client_id}/.default"])
             except _UNAVAILABLE as exc:
@@ -212,32 +208,23 @@ class IdentityClient:
             return str(result.get("error_description") or "invalid_client")[:300]
         return None
 
-    @contextlib.contextmanager
-    def _using(self, cache: msal.SerializableTokenCache) -> Iterator[None]:
-        token = self._router._current.set(cache)
-        try:
-            yield
-        finally:
-            self._router._current.reset(token)
-
     def begin_sign_in(self, scopes: tuple[str, ...], *, login_hint: str | None = None,
-                      prompt: str | None = None, domain_hint: str | None = None,
-                      claims_challenge: str | None = None) -> dict[str, Any]:
+                      domain_hint: str | None = None, claims_challenge: str | None = None) -> dict[str, Any]:
         """Start an auth code flow (PKCE S256, state, nonce); returns msal's flow dict."""
-        with self._using(msal.SerializableTokenCache()):
+        with self._router.using(msal.SerializableTokenCache()):
             app = self._msal
             flow: dict[str, Any] = app.initiate_auth_code_flow(
                 list(scopes), redirect_uri=self._settings.redirect_uri,
-                prompt=prompt or self._settings.prompt,
+                prompt=self._settings.prompt,
                 domain_hint=domain_hint or self._settings.domain_hint,
                 login_hint=login_hint, claims_challenge=claims_challenge,
                 response_mode=self._settings.response_mode)
             return flow
 
-    def redeem(self, flow: dict[str, Any], params: Mapping[str, str], scopes: tuple[str, ...]) -> SignIn:
+    def redeem(self, flow: dict[str, Any], params: Mapping[str, str], scopes: tuple[str, ...]) -> Redemption:
         """Redeem the code in ``params`` for ``flow``, into a new, empty token cache."""
         cache = msal.SerializableTokenCache()
-        with self._using(cache):
+        with self._router.using(cache):
             app = self._msal
             try:
                 result = app.acquire_token_by_auth_code_flow(flow, dict(params))
@@ -253,7 +240,7 @@ class IdentityClient:
             if not accounts:
                 raise InteractionRequired("the provider returned no account (no id_token)")
             token = _token(result, scopes, time.time(), cache)
-            return SignIn(accounts[0]["home_account_id"], claims, token, cache.serialize())
+            return Redemption(accounts[0]["home_account_id"], claims, token, cache.serialize())
 
     def acquire_silent(self, cache_blob: str, account_id: str, scopes: tuple[str, ...], *,
                        claims_challenge: str | None = None) -> tuple[AccessToken, str | None]:
@@ -263,7 +250,7 @@ class IdentityClient:
         """
         cache = msal.SerializableTokenCache()
         cache.deserialize(cache_blob)
-        with self._using(cache):
+        with self._router.using(cache):
             app = self._msal
             account = next((a for a in app.get_accounts() if a.get("home_account_id") == account_id), None)
             if account is None:
@@ -283,6 +270,11 @@ class IdentityClient:
             if token is None:
                 raise ProviderUnavailable("the token endpoint answered without an access token")
             return token, (cache.serialize() if cache.has_state_changed else None)
+
+
+def _plain(credential: Any) -> Any:
+    """msal takes a certificate credential as a plain dict; settings keep it frozen."""
+    return dict(credential) if isinstance(credential, Mapping) else credential
 
 
 def _describe(exc: Exception) -> str:

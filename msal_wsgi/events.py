@@ -1,0 +1,108 @@
+"""What happened, told once: to the ``msal_wsgi`` logger and to an optional metrics hook.
+
+Each event has one row in :data:`EVENTS`: its log level and message. A call site
+states its facts once, as keyword arguments; they fill the message and are what
+the hook receives. The hook (setting ``on_event``) is called as
+``on_event(name, data)`` with one of the names below and the facts: never a
+token, a code or a secret. It runs on the request's thread, so it should be
+quick (increment a counter); if it raises, the error is logged and the request
+carries on.
+
+The names are constants to import::
+
+    from msal_wsgi import events
+
+    def on_event(name, data):
+        if name == events.SIGN_IN_FAILED and data["reason"] == SignInFailure.UNKNOWN_STATE:
+            ...
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Callable, NamedTuple, Union
+
+log = logging.getLogger("msal_wsgi")
+
+EventHook = Callable[[str, Mapping[str, Any]], None]
+
+SIGN_IN_STARTED = "sign_in.started"
+SIGN_IN_COMPLETED = "sign_in.completed"
+SIGN_IN_FAILED = "sign_in.failed"
+TOKEN_REFRESHED = "token.refreshed"
+TOKEN_CACHE_HIT = "token.cache_hit"
+INTERACTION_REQUIRED = "interaction_required"
+SIGN_OUT = "sign_out"
+PROVIDER_UNAVAILABLE = "provider.unavailable"
+CREDENTIAL_REJECTED = "provider.credential_rejected"
+SESSION_UNAVAILABLE = "session.unavailable"
+
+Level = Union[int, Callable[[Mapping[str, Any]], int], None]
+
+
+class Event(NamedTuple):
+    """How an event is logged: a level (or a function of the facts; ``None``: never logged) and a message
+    with ``{fact}`` fields."""
+
+    level: Level
+    message: str
+
+
+#: Every event, with the facts it carries (in its message or beside it).
+EVENTS: Mapping[str, Event] = {
+    # scopes, claims_challenge (bool), next
+    SIGN_IN_STARTED: Event(logging.INFO, "sign-in started for {next} (scopes {scopes}, claims challenge: "
+                                         "{claims_challenge})"),
+    # user
+    SIGN_IN_COMPLETED: Event(logging.INFO, "sign-in completed for {user}"),
+    # reason (a SignInFailure), detail; error when the provider sent one. The level is the reason's.
+    SIGN_IN_FAILED: Event(logging.WARNING, "sign-in failed ({reason}): {detail}"),
+    # user, scopes: the token endpoint was called
+    TOKEN_REFRESHED: Event(logging.INFO, "token refreshed for {user} (scopes {scopes})"),
+    # scopes: for the hook only, never logged (the hot path)
+    TOKEN_CACHE_HIT: Event(None, ""),
+    # reason, path, redirect (bool): a browser is sent to sign in (DEBUG), an API caller gets 401 (INFO)
+    INTERACTION_REQUIRED: Event(lambda facts: logging.DEBUG if facts["redirect"] else logging.INFO,
+                                "interaction required for {path} (redirect: {redirect}): {reason}"),
+    # signed_in (bool)
+    SIGN_OUT: Event(lambda facts: logging.INFO if facts["signed_in"] else logging.DEBUG,
+                    "sign-out (someone was signed in: {signed_in})"),
+    # error
+    PROVIDER_UNAVAILABLE: Event(logging.ERROR, "identity provider unavailable: {error}"),
+    # error: the provider refused this application's client id or credential
+    CREDENTIAL_REJECTED: Event(logging.ERROR, "the identity provider rejected this application's "
+                                              "credentials: {error}"),
+    # error
+    SESSION_UNAVAILABLE: Event(logging.ERROR, "session store unavailable: {error}"),
+}
+
+
+class _Facts(dict):  # type: ignore[type-arg]
+    """Facts as the message shows them: sequences space-separated, absent ones empty."""
+
+    def __getitem__(self, key: str) -> Any:
+        value = self.get(key, "")
+        return " ".join(map(str, value)) if isinstance(value, (tuple, list)) else value
+
+
+class Events:
+    """Tells an event to the logger (as :data:`EVENTS` says) and to the hook, if there is one."""
+
+    __slots__ = ("_hook",)
+
+    def __init__(self, hook: EventHook | None) -> None:
+        self._hook = hook
+
+    def __call__(self, name: str, *, level: int | None = None, **facts: Any) -> None:
+        """Tell event ``name`` with its ``facts``; ``level`` overrides the table's."""
+        event = EVENTS[name]
+        if level is None:
+            level = event.level(facts) if callable(event.level) else event.level
+        if level is not None and log.isEnabledFor(level):
+            log.log(level, event.message.format_map(_Facts(facts)), stacklevel=2)
+        if self._hook is not None:
+            try:
+                self._hook(name, facts)
+            except Exception:  # a metrics hook must never break a request
+                log.exception("msal_wsgi: the on_event hook failed for %s", name)

@@ -1,0 +1,41 @@
+"""What the wrapped app receives: the signed-in :class:`User` and an :class:`AccessToken`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    """An access token for ``scopes``, valid until ``expires_on`` (Unix time)."""
+
+    value: str = field(repr=False)
+    expires_on: int
+    scopes: tuple[str, ...]
+    refresh_on: int | None = None
+
+    @property
+    def authorization(self) -> str:
+        """The ``Authorization`` header value: ``Bearer <token>``."""
+        return "Bearer " + self.value
+
+
+@dataclass(frozen=True)
+class User:
+    """The signed-in user, as the wrapped app sees it (``environ['msal_wsgi.user']``)."""
+
+    home_account_id: str
+    claims: Mapping[str, Any] = field(repr=False)
+
+    @property
+    def username(self) -> str:
+        """``preferred_username`` (Entra ID: the UPN or e-mail), else ``email``, else ``sub``."""
+        c = self.claims
+        return str(c.get("preferred_username") or c.get("email") or c.get("sub") or self.home_account_id)
+
+    @property
+    def name(self) -> str:
+        """The display name (``name`` claim), else :attr:`username`."""
+        return str(self.claims.get("name") or self.username)

@@ -1,0 +1,257 @@
+"""The sign-in flow: start a sign-in, redeem the callback, sign out.
+
+A sign-in is an authorization code flow with PKCE (S256), ``state`` and ``nonce``,
+kept in the session as a pending sign-in keyed by its state (bounded, expiring,
+single use). Every way a callback can fail is a :class:`SignInFailure`: one row
+of :data:`FAILURES` says its status, page text and log level; the callback
+raises :class:`SignInFailed` and :meth:`SignInFlow.failure_page` renders it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from enum import Enum
+from typing import Any, NamedTuple
+from urllib.parse import urlencode, urlsplit
+
+from webob import Request, Response
+from webob.exc import HTTPFound
+
+from ._msal import IdentityClient
+from ._session import SessionView, open_view
+from .errors import InteractionRequired, MsalWsgiError, ProviderUnavailable
+from .events import INTERACTION_REQUIRED, SIGN_IN_COMPLETED, SIGN_IN_FAILED, SIGN_IN_STARTED, SIGN_OUT, Events
+from .redirects import safe_next
+from .responses import error_page, json_error, repost_page, wants_redirect
+from .routing import Router
+from .settings import Settings
+
+log = logging.getLogger("msal_wsgi")
+
+#: Parameters of the authorization response we read, and the longest value accepted for each.
+CALLBACK_LIMITS = {"code": 8192, "state": 512, "error": 128, "error_description": 2048,
+                   "error_uri": 2048, "session_state": 512, "client_info": 4096, "iss": 2048}
+#: Marks the same-site re-post of a ``form_post`` callback.
+REPOST_FIELD = "msal_wsgi_repost"
+#: Largest callback form body read; all the parameters above fit in well under half of it.
+MAX_CALLBACK_BODY = 64 * 1024
+#: Provider errors that mean the user (or an administrator) said no.
+_DENIALS = frozenset({"access_denied", "consent_required"})
+
+
+class SignInFailure(str, Enum):
+    """Why a callback did not sign the user in: the ``reason`` of the ``sign_in.failed`` event."""
+
+    RESPONSE_TOO_LARGE = "response_too_large"
+    MALFORMED_RESPONSE = "malformed_response"
+    ACCESS_DENIED = "access_denied"
+    PROVIDER_ERROR = "provider_error"
+    UNKNOWN_STATE = "unknown_state"
+    NO_CODE = "no_code"
+    CODE_REJECTED = "code_rejected"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Failure(NamedTuple):
+    """How a :class:`SignInFailure` is answered: status, page text (``{description}``: the provider's), log level."""
+
+    status: int
+    message: str
+    level: int
+
+
+FAILURES: dict[SignInFailure, Failure] = {
+    SignInFailure.RESPONSE_TOO_LARGE: Failure(413, "The sign-in response was too large.", logging.WARNING),
+    SignInFailure.MALFORMED_RESPONSE: Failure(400, "The sign-in response was malformed.", logging.WARNING),
+    SignInFailure.ACCESS_DENIED: Failure(403, "The identity provider said: {description}", logging.WARNING),
+    SignInFailure.PROVIDER_ERROR: Failure(400, "The identity provider said: {description}", logging.WARNING),
+    SignInFailure.UNKNOWN_STATE: Failure(400, "This sign-in link has expired, was already used, or was started in "
+                                              "another browser.", logging.WARNING),
+    SignInFailure.NO_CODE: Failure(400, "The sign-in response had no code.", logging.WARNING),
+    SignInFailure.CODE_REJECTED: Failure(400, "The sign-in could not be completed.", logging.WARNING),
+}
+
+
+class SignInFailed(MsalWsgiError):
+    """A callback failed for ``reason``; ``next_url`` is the page the sign-in was for, if known.
+
+    ``detail`` goes to the log and the hook; ``description`` (the provider's text) to the page.
+    """
+
+    def __init__(self, reason: SignInFailure, detail: str, *, next_url: str | None = None,
+                 description: str = "", **facts: Any) -> None:
+        self.reason = reason
+        self.detail = detail
+        self.next_url = next_url
+        self.description = description
+        self.facts = facts
+        super().__init__(f"{reason}: {detail}")
+
+
+class SignInFlow:
+    """Sign-in, callback and sign-out handlers; each takes a :class:`~webob.Request` and returns a response.
+
+    :param settings: the validated settings.
+    :param client: msal, for starting sign-ins and redeeming codes.
+    :param router: which prefix a ``next`` page falls under, for the scopes to ask.
+    :param events: where sign-in events are told.
+    :param fingerprint: names this client and authority in the session.
+    """
+
+    def __init__(self, settings: Settings, client: IdentityClient, router: Router, events: Events,
+                 fingerprint: str) -> None:
+        self._settings = settings
+        self._client = client
+        self._router = router
+        self._events = events
+        self._fingerprint = fingerprint
+
+    def view(self, request: Request) -> SessionView:
+        """msal_wsgi's view of the request's session (:class:`~msal_wsgi._session.NoSession` without one)."""
+        return open_view(request.environ, self._settings.session_key, self._fingerprint)
+
+    def safe_next(self, request: Request, value: str | None) -> str:
+        """``value`` when it is safe to redirect to, else this app's root."""
+        return safe_next(value, script_name=request.script_name,
+                         allowed_origins=self._settings.allowed_redirect_origins)
+
+    def login_url(self, request: Request, next_url: str | None = None) -> str:
+        """The sign-in endpoint, with ``next`` when given."""
+        url = request.script_name + self._settings.login_path
+        return url + "?" + urlencode({"next": next_url}) if next_url else url
+
+    # -- starting a sign-in ---------------------------------------------------
+
+    def start(self, request: Request) -> Response:
+        """The sign-in endpoint: ``?next=/page`` (and ``login_hint``, ``domain_hint``)."""
+        next_url = self.safe_next(request, _single(request.GET, "next"))
+        hints = {name: _single(request.GET, name, 256) for name in ("login_hint", "domain_hint")}
+        app_path = next_url[len(request.script_name):] if next_url.startswith("/") else ""
+        match = self._router.match(app_path.split("?", 1)[0]) if app_path else None
+        scopes = match[1].read if match else self._settings.login_scopes
+        return self._redirect_to_provider(self.view(request), scopes, next_url, **hints)
+
+    def challenge(self, request: Request, scopes: tuple[str, ...], reason: str,
+                  claims_challenge: str | None = None) -> Response:
+        """Interaction is required: a browser is sent to sign in, an API or XHR caller gets 401."""
+        here = self.safe_next(request, request.path_qs)  # a raw path can look like //host or /\\host
+        redirect = wants_redirect(request.environ)
+        self._events(INTERACTION_REQUIRED, reason=reason, path=request.path_info[:200], redirect=redirect)
+        if not redirect:
+            return json_error(401, "interaction_required", "Sign-in required: " + reason,
+                              login_url=self.login_url(request))
+        return self._redirect_to_provider(self.view(request), scopes, here, claims_challenge=claims_challenge)
+
+    def _redirect_to_provider(self, view: SessionView, scopes: tuple[str, ...], next_url: str, *,
+                              claims_challenge: str | None = None, login_hint: str | None = None,
+                              domain_hint: str | None = None) -> Response:
+        flow = self._client.begin_sign_in(scopes, login_hint=login_hint, domain_hint=domain_hint,
+                                          claims_challenge=claims_challenge)
+        pending = {"flow": flow, "next": next_url, "scopes": list(scopes), "t": time.time()}
+        view.add_flow(flow["state"], pending, limit=self._settings.max_pending_sign_ins,
+                      ttl=self._settings.sign_in_timeout)
+        self._events(SIGN_IN_STARTED, scopes=scopes, claims_challenge=claims_challenge is not None,
+                     next=next_url[:200])
+        return HTTPFound(location=flow["auth_uri"])
+
+    # -- the callback -----------------------------------------------------------
+
+    def callback(self, request: Request) -> Response:
+        """The redirect URI: check the state, redeem the code, sign the user in, send them on."""
+        if request.method not in ("GET", "POST"):
+            return error_page(405, "Method not allowed", "The sign-in callback accepts GET and POST.")
+        params = self._response_parameters(request)
+        if request.method == "POST" and request.POST.get(REPOST_FIELD) != "1":
+            # A form_post arrives cross-site, without the SameSite=Lax session cookie:
+            # send it on again from this site without touching the session.
+            return repost_page(request.script_name + request.path_info, dict(params, **{REPOST_FIELD: "1"}))
+        view = self.view(request)
+        state = params.get("state", "")
+        pending, expired_next = view.pop_flow(state, ttl=self._settings.sign_in_timeout) if state else (None, None)
+        next_url = pending["next"] if pending else None
+        if "error" in params:
+            error = params["error"]
+            reason = SignInFailure.ACCESS_DENIED if error in _DENIALS else SignInFailure.PROVIDER_ERROR
+            raise SignInFailed(reason, f"the provider answered {error!r}", next_url=next_url,
+                               description=params.get("error_description") or error, error=error)
+        if pending is None:
+            moved_on = self._moved_on(view, state, expired_next)
+            if moved_on is not None:
+                return moved_on
+            raise SignInFailed(SignInFailure.UNKNOWN_STATE, "callback with an unknown or expired state")
+        if "code" not in params:
+            raise SignInFailed(SignInFailure.NO_CODE, "callback without a code", next_url=next_url)
+        try:
+            redemption = self._client.redeem(pending["flow"], params, tuple(pending.get("scopes", ())))
+        except InteractionRequired as exc:
+            raise SignInFailed(SignInFailure.CODE_REJECTED, f"the code was not redeemed: {exc.reason}",
+                               next_url=next_url) from None
+        view.sign_in(redemption, state, pending["next"])
+        self._events(SIGN_IN_COMPLETED, user=redemption.user.username)
+        return HTTPFound(location=pending["next"])
+
+    def _response_parameters(self, request: Request) -> dict[str, str]:
+        """The authorization response's parameters: each at most once and within its length limit."""
+        if request.method == "POST":
+            if (request.content_length or 0) > MAX_CALLBACK_BODY:
+                raise SignInFailed(SignInFailure.RESPONSE_TOO_LARGE, "callback body over the limit")
+            request.request_body_tempfile_limit = MAX_CALLBACK_BODY  # type: ignore[misc]  # parse in memory
+        source = request.POST if request.method == "POST" else request.GET
+        params: dict[str, str] = {}
+        for name, limit in CALLBACK_LIMITS.items():
+            values = source.getall(name)
+            if not values:
+                continue
+            value = values[0]
+            if len(values) > 1 or not isinstance(value, str) or len(value) > limit:
+                raise SignInFailed(SignInFailure.MALFORMED_RESPONSE, f"repeated or oversized {name!r}")
+            params[name] = value
+        return params
+
+    def _moved_on(self, view: SessionView, state: str, expired_next: str | None) -> Response | None:
+        """A used-up or expired state while signed in (back button, a slow second tab): go on to its page."""
+        next_url = (view.completed(state) if state else None) or expired_next
+        if next_url is not None and view.user() is not None:
+            log.info("callback for a completed or expired sign-in while signed in; moving on")
+            return HTTPFound(location=next_url)
+        return None
+
+    def failure_page(self, request: Request, failed: SignInFailed) -> Response:
+        """The page for a failed callback, with a link that signs in again (back to its page when known)."""
+        failure = FAILURES[failed.reason]
+        self._events(SIGN_IN_FAILED, level=failure.level, reason=failed.reason, detail=failed.detail, **failed.facts)
+        return error_page(failure.status, "Sign-in did not complete",
+                          failure.message.format(description=failed.description),
+                          link=(self.login_url(request, failed.next_url), "Sign in again"))
+
+    # -- sign-out -----------------------------------------------------------------
+
+    def sign_out(self, request: Request) -> Response:
+        """Clear the session under a new id, then end the provider's session (or go to ``next``)."""
+        signed_in = self.view(request).sign_out()
+        self._events(SIGN_OUT, signed_in=signed_in)
+        end_session = None
+        try:
+            end_session = self._client.end_session_endpoint
+        except ProviderUnavailable as exc:
+            log.warning("provider sign-out skipped: %s", exc)
+        if end_session:
+            target = self._settings.post_logout_redirect_uri or _origin(self._settings.redirect_uri) + "/"
+            query = urlencode({"post_logout_redirect_uri": target, "client_id": self._settings.client_id})
+            return HTTPFound(location=end_session + ("&" if "?" in end_session else "?") + query)
+        return HTTPFound(location=self.safe_next(request, _single(request.GET, "next")))
+
+
+def _single(params: Any, name: str, limit: int = 4096) -> str | None:
+    values = params.getall(name)
+    if len(values) != 1 or not isinstance(values[0], str) or len(values[0]) > limit:
+        return None
+    return values[0]
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"

@@ -1,0 +1,90 @@
+"""An access token for this request's user: one unit, used by protected paths and ``acquire_token`` alike.
+
+The fast path is a lookup in the session's index of access tokens. Otherwise the
+token comes from msal (the cache, or a refresh) under the session's lock, after
+re-reading the session from the store: parallel requests of one user refresh
+once, and none writes back a cache whose refresh token another request has
+already rotated. A new cache is saved at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from ._msal import IdentityClient
+from ._session import SessionView, StoredUser, scope_key
+from .errors import InteractionRequired
+from .events import TOKEN_CACHE_HIT, TOKEN_REFRESHED, Events
+from .identity import AccessToken
+from .locks import SessionLock
+
+
+class TokenSource:
+    """Access tokens for signed-in users, through their sessions.
+
+    :param client: msal, for refreshes.
+    :param lock: the per-session lock a refresh runs under.
+    :param events: where ``token.cache_hit`` and ``token.refreshed`` are told.
+    """
+
+    def __init__(self, client: IdentityClient, lock: SessionLock, events: Events) -> None:
+        self._client = client
+        self._lock = lock
+        self._events = events
+
+    def get(self, view: SessionView, user: StoredUser, scopes: tuple[str, ...], *,
+            claims_challenge: str | None = None) -> AccessToken:
+        """The token of ``user`` for ``scopes``: from the session's index, else from msal (and saved).
+
+        A claims challenge always goes to the token endpoint. Raises
+        :class:`~msal_wsgi.InteractionRequired` when the user must sign in or consent.
+        """
+        key = scope_key(scopes)
+        if claims_challenge is None:
+            token = user.cached_token(key, time.time())
+            if token is not None:
+                self._events(TOKEN_CACHE_HIT, scopes=scopes)
+                return token
+        with self._lock(view.session_id or f"unkeyed:{id(view)}"):
+            view.reload()
+            current = view.user()
+            if current is None or current.account_id != user.account_id:
+                raise InteractionRequired("the session was signed out or changed user meanwhile")
+            if claims_challenge is None:
+                token = current.cached_token(key, time.time())
+                if token is not None:
+                    return token  # another request refreshed it while this one waited
+            cache = view.token_cache()
+            if cache is None:
+                raise InteractionRequired("the session holds no token cache")
+            token, new_cache = self._client.acquire_silent(
+                cache, current.account_id, scopes, claims_challenge=claims_challenge)
+            view.store_token(current, token, new_cache)
+            view.flush()
+        if new_cache is not None:
+            self._events(TOKEN_REFRESHED, user=current.user.username, scopes=scopes)
+        return token
+
+
+class Acquirer:
+    """``environ['msal_wsgi.acquire_token'](scopes, claims_challenge=None) -> AccessToken``.
+
+    Tokens for other scopes or resources than the route's, for the user of this
+    request. Raises :class:`~msal_wsgi.InteractionRequired` when the user must
+    sign in or consent.
+    """
+
+    __slots__ = ("_account_id", "_tokens", "_view")
+
+    def __init__(self, tokens: TokenSource, view: SessionView, user: StoredUser) -> None:
+        self._tokens = tokens
+        self._view = view
+        self._account_id = user.account_id
+
+    def __call__(self, scopes: Iterable[str] | str, *, claims_challenge: str | None = None) -> AccessToken:
+        wanted = tuple(scopes.split()) if isinstance(scopes, str) else tuple(scopes)
+        user = self._view.user()  # as this request last saved it: its index may hold the token
+        if user is None or user.account_id != self._account_id:
+            raise InteractionRequired("the session was signed out or changed user meanwhile")
+        return self._tokens.get(self._view, user, wanted, claims_challenge=claims_challenge)
