@@ -22,6 +22,8 @@
 //   OP_REFRESH_IN    refresh_in (seconds) in the token responses of
 //                    todo-web-refresh-in, like Entra's proactive refresh hint (default 2)
 //   OP_VERBOSE       when set, keep oidc-provider's development warnings
+//   OP_ISSUER_ORIGIN the origin the issuer is announced at (default: https://127.0.0.1:PORT), for a
+//                    proxy in front of the provider that must look like the provider itself
 //
 // Prints "READY <issuer>" on stdout once listening.
 
@@ -129,7 +131,8 @@ function certificateClient(path) {
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: randomBytes(8).toString('hex'), alg: 'RS256', use: 'sig' };
 
-const issuer = (port) => `https://127.0.0.1:${port}${MOUNT}`;
+const ISSUER_ORIGIN = env('OP_ISSUER_ORIGIN');
+const issuer = (port) => `${ISSUER_ORIGIN || `https://127.0.0.1:${port}`}${MOUNT}`;
 
 const configuration = {
   clients: [

@@ -10,8 +10,11 @@ and exceptions are translated into :mod:`msal_wsgi.errors` here and nowhere else
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import contextvars
+import hashlib
+import hmac
 import json
 import logging
 import re
@@ -20,11 +23,19 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote_plus
 
 import msal
 import requests
 
-from .errors import CredentialRejected, InteractionRequired, ProviderUnavailable
+from . import jose
+from .errors import (
+    CredentialRejected,
+    InteractionRequired,
+    ProviderMisconfigured,
+    ProviderUnavailable,
+    ResponseRejected,
+)
 from .identity import AccessToken, User
 from .settings import Settings
 
@@ -119,13 +130,19 @@ class CacheRouter:
 
 
 class HttpClient:
-    """requests with a default timeout, remembering the discovery document msal fetched."""
+    """requests with a default timeout, remembering the discovery document msal fetched.
+
+    With :attr:`secret_in_header` set, a client secret msal puts in a token request's body
+    (``client_secret_post``, the only way msal sends it) moves to an ``Authorization: Basic``
+    header (``client_secret_basic``, RFC 6749 §2.3.1), for providers that accept only that.
+    """
 
     def __init__(self, timeout: float, session: requests.Session | None = None) -> None:
         # trust_env (the default): honours REQUESTS_CA_BUNDLE and proxies
         self._session = session if session is not None else requests.Session()
         self._timeout = timeout
         self.discovery: dict[str, Any] = {}
+        self.secret_in_header = False
 
     def get(self, url: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self._timeout)
@@ -137,8 +154,15 @@ class HttpClient:
 
     def post(self, url: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self._timeout)
-        response = self._session.post(url, **kwargs)
         data = kwargs.get("data")
+        if self.secret_in_header and isinstance(data, dict) and "client_secret" in data:
+            data = dict(data)
+            secret, client_id = data.pop("client_secret"), data.pop("client_id")
+            pair = f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()  # each form-urlencoded first
+            kwargs["data"] = data
+            kwargs["headers"] = {**(kwargs.get("headers") or {}),
+                                 "Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
+        response = self._session.post(url, **kwargs)
         if (response.status_code == 429 or response.status_code >= 500) and isinstance(data, dict) \
                 and data.get("grant_type") == "authorization_code":
             # msal replays a 429/5xx for its Retry-After (60 s without one) under a key meant to
@@ -146,6 +170,25 @@ class HttpClient:
             # sign-in would fail every sign-in of the process. An exception is never replayed.
             raise requests.HTTPError(f"{response.status_code} from the token endpoint", response=response)
         return response
+
+
+@dataclass(frozen=True)
+class Provider:
+    """What discovery says about the provider, checked against the settings once."""
+
+    issuer: str
+    algorithms: tuple[str, ...]
+    keys: jose.KeySet
+    iss_parameter_required: bool
+
+    def expected_issuer(self, claims: Mapping[str, Any]) -> str:
+        """The issuer a token must name: Entra's multi-tenant template is filled with its ``tid``."""
+        if "{tenantid}" not in self.issuer:
+            return self.issuer
+        tenant = claims.get("tid")
+        if not isinstance(tenant, str) or not tenant:
+            raise jose.InvalidToken("missing_claim:tid")
+        return self.issuer.replace("{tenantid}", tenant)
 
 
 class IdentityClient:
@@ -161,6 +204,7 @@ class IdentityClient:
         self._http = HttpClient(settings.http_timeout, http_session)
         self._http_cache: dict[Any, Any] = {}
         self._app: msal.ConfidentialClientApplication | None = None
+        self._provider: Provider | None = None
         self._lock = threading.Lock()
 
     @property
@@ -178,9 +222,52 @@ class IdentityClient:
                             http_client=self._http,
                             http_cache=self._http_cache,
                         )
-                    except (requests.RequestException, ValueError) as exc:
+                    except (requests.RequestException, ValueError, msal.exceptions.MsalServiceError) as exc:
                         raise ProviderUnavailable(f"cannot load the authority's configuration: {exc}") from None
         return self._app
+
+    @property
+    def provider(self) -> Provider:
+        """The provider as discovery describes it; :class:`ProviderMisconfigured` if it does not fit the settings."""
+        if self._provider is None:
+            self._msal  # noqa: B018 - discovery happens when msal's app is built
+            with self._lock:
+                if self._provider is None:
+                    self._provider = self._check_discovery(self._http.discovery)
+        return self._provider
+
+    def _check_discovery(self, discovery: Mapping[str, Any]) -> Provider:
+        issuer = discovery.get("issuer")
+        configured = self._settings.oidc_authority
+        if configured is not None and issuer != configured:
+            # OpenID Connect Discovery 1.0 §4.3: the issuer must be identical to the URL discovery was asked at.
+            raise ProviderMisconfigured(f"the discovery document names the issuer {issuer!r}, not the configured "
+                                        f"oidc_authority {configured!r} (OpenID Connect Discovery §4.3)")
+        if not isinstance(issuer, str) or not issuer.startswith("https://"):
+            raise ProviderMisconfigured(f"the discovery document names no https issuer ({issuer!r})")
+        announced = discovery.get("id_token_signing_alg_values_supported") or ["RS256"]
+        algorithms = tuple(a for a in announced if a in jose.ASYMMETRIC_ALGORITHMS)
+        if not algorithms:
+            raise ProviderMisconfigured(f"the provider signs id_tokens only with {announced!r}; msal_wsgi accepts "
+                                        "only asymmetric signatures (RS256, PS256, ES256, EdDSA...)")
+        jwks_uri = discovery.get("jwks_uri")
+        if not isinstance(jwks_uri, str) or not jwks_uri.startswith("https://"):
+            raise ProviderMisconfigured(f"the discovery document has no https jwks_uri ({jwks_uri!r})")
+        methods = discovery.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
+        wanted = self._settings.token_endpoint_auth_method
+        self._http.secret_in_header = isinstance(self._settings.client_credential, str) and (
+            wanted == "client_secret_basic" or (wanted == "auto" and "client_secret_post" not in methods))
+        return Provider(issuer, algorithms, jose.KeySet(lambda: self._jwks(jwks_uri)),
+                        discovery.get("authorization_response_iss_parameter_supported") is True)
+
+    def _jwks(self, uri: str) -> Mapping[str, Any]:
+        try:
+            response = self._http.get(uri)
+            response.raise_for_status()
+            document: Mapping[str, Any] = response.json()
+        except (requests.RequestException, ValueError) as exc:
+            raise ProviderUnavailable(f"cannot fetch the provider's signing keys: {_describe(exc)}") from None
+        return document
 
     @property
     def end_session_endpoint(self) -> str | None:
@@ -210,7 +297,11 @@ class IdentityClient:
 
     def begin_sign_in(self, scopes: tuple[str, ...], *, login_hint: str | None = None,
                       domain_hint: str | None = None, claims_challenge: str | None = None) -> dict[str, Any]:
-        """Start an auth code flow (PKCE S256, state, nonce); returns msal's flow dict."""
+        """Start an auth code flow (PKCE S256, state, nonce); returns msal's flow dict.
+
+        No sign-in starts while discovery does not fit the settings (:class:`ProviderMisconfigured`).
+        """
+        self.provider  # noqa: B018 - checks discovery
         with self._router.using(msal.SerializableTokenCache()):
             app = self._msal
             flow: dict[str, Any] = app.initiate_auth_code_flow(
@@ -222,7 +313,20 @@ class IdentityClient:
             return flow
 
     def redeem(self, flow: dict[str, Any], params: Mapping[str, str], scopes: tuple[str, ...]) -> Redemption:
-        """Redeem the code in ``params`` for ``flow``, into a new, empty token cache."""
+        """Redeem the code in ``params`` for ``flow``, into a new, empty token cache.
+
+        Raises :class:`ResponseRejected` for an answer that breaks a rule (RFC 9207 ``iss``,
+        an invalid id_token, a token type other than Bearer, no access token for ``scopes``),
+        :class:`InteractionRequired` for a code the provider refuses.
+        """
+        provider = self.provider
+        iss = params.get("iss")
+        if iss is None and provider.iss_parameter_required:
+            raise ResponseRejected("missing_iss_parameter", "the provider announces the iss response "
+                                   "parameter (RFC 9207) but the response has none")
+        if iss is not None and "{tenantid}" not in provider.issuer and not hmac.compare_digest(iss, provider.issuer):
+            raise ResponseRejected("wrong_iss_parameter", f"the response's iss parameter is {iss[:200]!r}, "
+                                   f"not the issuer {provider.issuer!r} (RFC 9207 §2.4)")
         cache = msal.SerializableTokenCache()
         with self._router.using(cache):
             app = self._msal
@@ -232,22 +336,54 @@ class IdentityClient:
                 raise ProviderUnavailable(f"malformed answer from the token endpoint: {exc}") from None
             except ValueError as exc:  # msal: state mismatch or malformed response
                 raise InteractionRequired(f"the sign-in response was rejected: {exc}") from None
+            except RuntimeError:  # msal's nonce check; its message holds both nonces
+                raise ResponseRejected("nonce_mismatch", "the id_token's nonce is not this sign-in's") from None
+            except KeyError as exc:  # msal indexes the id_token's claims: sub is missing
+                raise ResponseRejected("invalid_id_token", f"the id_token lacks {exc}") from None
             except _UNAVAILABLE as exc:
                 raise ProviderUnavailable(f"token endpoint unavailable: {_describe(exc)}") from None
             _raise_for_error(result)
-            claims = result.get("id_token_claims") or {}
+            _check_token_type(result, ResponseRejected("unsupported_token_type", "the token type is "
+                                                       f"{str(result.get('token_type'))[:40]!r}, not Bearer"))
+            claims = self._validated_id_token(result.get("id_token"), provider, nonce=_sent_nonce(flow))
+            if iss is not None and iss != claims["iss"]:
+                raise ResponseRejected("wrong_iss_parameter", "the response's iss parameter is not the id_token's issuer")
+            if scopes and not result.get("access_token"):
+                raise ResponseRejected("no_access_token", f"the token response has no access token for {scopes}")
             accounts = app.get_accounts()
             if not accounts:
-                raise InteractionRequired("the provider returned no account (no id_token)")
+                raise ResponseRejected("invalid_id_token", "msal found no account in the token response")
             token = _token(result, scopes, time.time(), cache)
             return Redemption(accounts[0]["home_account_id"], claims, token, cache.serialize())
 
+    def _validated_id_token(self, id_token: object, provider: Provider, *, nonce: str | None,
+                            subject: str | None = None) -> dict[str, Any]:
+        """The claims of ``id_token`` once it passes OpenID Connect Core §3.1.3.7, and the tenant rule."""
+        if not isinstance(id_token, str):
+            raise ResponseRejected("invalid_id_token", "the token response has no id_token")
+        try:
+            claims = jose.validate_id_token(id_token, provider.keys, issuer=provider.expected_issuer,
+                                            client_id=self._settings.client_id, algorithms=provider.algorithms,
+                                            nonce=nonce, leeway=self._settings.clock_skew)
+        except jose.InvalidToken as exc:
+            raise ResponseRejected("invalid_id_token", f"the id_token is invalid ({exc.reason})") from None
+        if subject is not None and claims["sub"] != subject:  # Core §12.2: the same user, refreshed
+            raise ResponseRejected("invalid_id_token", "the refreshed id_token names another subject")
+        allowed = self._settings.allowed_tenants
+        if allowed and str(claims.get("tid", "")).lower() not in allowed:
+            raise ResponseRejected("tenant_not_allowed", f"tenant {str(claims.get('tid'))[:64]!r} is not in "
+                                   "allowed_tenants")
+        return claims
+
     def acquire_silent(self, cache_blob: str, account_id: str, scopes: tuple[str, ...], *,
-                       claims_challenge: str | None = None) -> tuple[AccessToken, str | None]:
+                       subject: str | None = None, claims_challenge: str | None = None
+                       ) -> tuple[AccessToken, str | None]:
         """A token for ``scopes`` from the cache or by refresh token.
 
-        Returns the token and the new serialized cache, or ``None`` when unchanged.
+        Returns the token and the new serialized cache, or ``None`` when unchanged. An id_token
+        that comes with a refresh is validated like the first, and must name ``subject``.
         """
+        provider = self.provider
         cache = msal.SerializableTokenCache()
         cache.deserialize(cache_blob)
         with self._router.using(cache):
@@ -266,10 +402,29 @@ class IdentityClient:
             if result is None:
                 raise InteractionRequired("no refresh token for this account")
             _raise_for_error(result)
+            _check_token_type(result, ProviderUnavailable(
+                f"the token endpoint answered a {str(result.get('token_type'))[:40]!r} token, not Bearer (RFC 6750)"))
+            if "id_token" in result:
+                try:
+                    self._validated_id_token(result["id_token"], provider, nonce=None, subject=subject)
+                except ResponseRejected as exc:
+                    log.warning("refresh answer refused: %s", exc.detail)
+                    raise InteractionRequired(f"the refreshed id_token was refused: {exc.detail}") from None
             token = _token(result, scopes, now, cache)
             if token is None:
                 raise ProviderUnavailable("the token endpoint answered without an access token")
             return token, (cache.serialize() if cache.has_state_changed else None)
+
+
+def _sent_nonce(flow: Mapping[str, Any]) -> str:
+    """The nonce msal sent with ``flow``'s authorization request: the SHA-256 of the one it keeps."""
+    return hashlib.sha256(str(flow["nonce"]).encode("ascii")).hexdigest()
+
+
+def _check_token_type(result: Mapping[str, Any], refusal: Exception) -> None:
+    """RFC 6749 §7.1: a client must not use a token whose type it does not understand; ours is Bearer."""
+    if "access_token" in result and str(result.get("token_type", "")).lower() != "bearer":
+        raise refusal
 
 
 def _plain(credential: Any) -> Any:

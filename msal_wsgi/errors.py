@@ -32,9 +32,24 @@ class ProviderUnavailable(MsalWsgiError):
     """The identity provider could not be reached or answered with a server error."""
 
 
-class CredentialRejected(ProviderUnavailable):
+class ProviderMisconfigured(ProviderUnavailable):
+    """The provider and the settings do not fit together (its discovery document names another
+    issuer, it announces no usable signing algorithm...). Retrying does not help."""
+
+
+class CredentialRejected(ProviderMisconfigured):
     """The provider refused the application itself (``invalid_client``): its client_id,
     client secret or certificate is wrong or expired. Retrying does not help."""
+
+
+class ResponseRejected(MsalWsgiError):
+    """An answer of the provider broke a rule of the protocol (an invalid id_token, a wrong ``iss``
+    response parameter...); ``rule`` names it (a :class:`~msal_wsgi.SignInFailure` value)."""
+
+    def __init__(self, rule: str, detail: str) -> None:
+        self.rule = rule
+        self.detail = detail
+        super().__init__(f"{rule}: {detail}")
 
 
 class SessionUnavailable(MsalWsgiError):

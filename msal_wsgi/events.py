@@ -36,6 +36,7 @@ INTERACTION_REQUIRED = "interaction_required"
 SIGN_OUT = "sign_out"
 PROVIDER_UNAVAILABLE = "provider.unavailable"
 CREDENTIAL_REJECTED = "provider.credential_rejected"
+PROVIDER_MISCONFIGURED = "provider.misconfigured"
 SESSION_UNAVAILABLE = "session.unavailable"
 
 Level = Union[int, Callable[[Mapping[str, Any]], int], None]
@@ -73,6 +74,8 @@ EVENTS: Mapping[str, Event] = {
     # error: the provider refused this application's client id or credential
     CREDENTIAL_REJECTED: Event(logging.ERROR, "the identity provider rejected this application's "
                                               "credentials: {error}"),
+    # error: discovery does not fit the settings (another issuer, no usable signing algorithm...)
+    PROVIDER_MISCONFIGURED: Event(logging.ERROR, "the identity provider does not fit the settings: {error}"),
     # error
     SESSION_UNAVAILABLE: Event(logging.ERROR, "session store unavailable: {error}"),
 }

@@ -30,6 +30,27 @@ class User:
     claims: Mapping[str, Any] = field(repr=False)
 
     @property
+    def id(self) -> str:
+        """A stable identifier of the user: ``oid`` (Entra ID's object id), else ``sub``.
+
+        Unlike :attr:`username`, it never changes and is unique across tenants (with :attr:`tenant`).
+        Authorize on it, not on ``preferred_username``.
+        """
+        return str(self.claims.get("oid") or self.claims.get("sub") or self.home_account_id)
+
+    @property
+    def tenant(self) -> str | None:
+        """The Entra tenant id (``tid``) the user signed in from, else ``None``."""
+        tid = self.claims.get("tid")
+        return str(tid) if tid else None
+
+    def remote_user(self, claim: str | None = None) -> str:
+        """What ``REMOTE_USER`` holds: the value of ``claim``, else :attr:`id`."""
+        if claim is None:
+            return self.id
+        return str(self.claims.get(claim) or self.id)
+
+    @property
     def username(self) -> str:
         """``preferred_username`` (Entra ID: the UPN or e-mail), else ``email``, else ``sub``."""
         c = self.claims

@@ -106,14 +106,14 @@ class KeySet:
     """The provider's signing keys (JWKS), cached per process and shared by all threads.
 
     The JWKS is fetched on first use, then again only when a token names a ``kid`` the cached
-    document lacks (the provider has rotated its keys), and at most once per
-    ``min_refetch_interval`` seconds whatever the cause, failed fetches included: a flood of
-    made-up kids costs the provider one request per interval. Threads that wait for another's
-    fetch use its result. Until a first fetch succeeds, each use tries again.
+    document lacks (the provider has rotated its keys), at most once per ``min_refetch_interval``
+    seconds, failed re-fetches included: a flood of made-up kids costs the provider one request per
+    interval, and a rotation right after the first fetch is still seen. Threads that wait for
+    another's fetch use its result. Until a first fetch succeeds, each use tries again.
 
     - ``fetch_jwks``: returns the parsed JWKS document; it does the HTTP (the caller's session,
       CA bundle and timeouts), and its exceptions reach the caller of :meth:`candidates` unchanged.
-    - ``min_refetch_interval``: seconds between two fetches.
+    - ``min_refetch_interval``: seconds between two re-fetches.
     - ``clock``: monotonic seconds; tests pass a fake.
 
     A document without a usable signing key raises ``InvalidToken("jwks_unusable")``; unusable keys
@@ -153,7 +153,8 @@ class KeySet:
             current = self._keys
             if current is not None and (current is not stale or self._clock() < self._next_fetch):
                 return current  # another thread fetched while this one waited, or too soon to fetch
-            self._next_fetch = self._clock() + self._min_refetch_interval
+            if stale is not None:  # a re-fetch for an unknown kid; the first fetch does not count
+                self._next_fetch = self._clock() + self._min_refetch_interval
             self._keys = _Keys.parse(self._fetch_jwks())
             return self._keys
 

@@ -14,8 +14,14 @@ from ._environ import ACQUIRE_TOKEN, MIDDLEWARE, ROUTE, TOKEN, USER
 from ._msal import IdentityClient
 from ._session import NoSession
 from ._wsgi import StartResponse, WSGIApplication, WSGIEnvironment
-from .errors import CredentialRejected, InteractionRequired, ProviderUnavailable, SessionUnavailable
-from .events import CREDENTIAL_REJECTED, PROVIDER_UNAVAILABLE, SESSION_UNAVAILABLE, Events
+from .errors import (
+    CredentialRejected,
+    InteractionRequired,
+    ProviderMisconfigured,
+    ProviderUnavailable,
+    SessionUnavailable,
+)
+from .events import CREDENTIAL_REJECTED, PROVIDER_MISCONFIGURED, PROVIDER_UNAVAILABLE, SESSION_UNAVAILABLE, Events
 from .responses import error_page, json_error, wants_redirect
 from .routing import Router
 from .settings import Protect, Settings
@@ -63,8 +69,9 @@ class MsalMiddleware:
         self._events = Events(settings.on_event)
         self._client = IdentityClient(settings)
         self._router = Router(settings.protect)
-        fingerprint = hashlib.sha256(
-            f"{settings.client_id}|{settings.authority or settings.oidc_authority}".encode()).hexdigest()[:16]
+        # Users signed in under another client, authority or tenant list read as signed out.
+        fingerprint = hashlib.sha256(f"{settings.client_id}|{settings.authority or settings.oidc_authority}|"
+                                     f"{' '.join(settings.allowed_tenants)}".encode()).hexdigest()[:16]
         self._sign_in = SignInFlow(settings, self._client, self._router, self._events, fingerprint)
         self._tokens = TokenSource(self._client, settings.session_lock, self._events)
         self._callback_path = settings.callback_path
@@ -109,7 +116,7 @@ class MsalMiddleware:
         environ[ROUTE] = rule
         environ[MIDDLEWARE] = self
         environ[ACQUIRE_TOKEN] = Acquirer(self._tokens, view, user)
-        environ["REMOTE_USER"] = user.user.username
+        environ["REMOTE_USER"] = user.user.remote_user(self.settings.remote_user_claim)
         return self.app
 
     def start_sign_in(self, environ: WSGIEnvironment, *, claims_challenge: str | None = None,
@@ -175,6 +182,9 @@ class MsalMiddleware:
         if isinstance(exc, CredentialRejected):
             self._events(CREDENTIAL_REJECTED, error=str(exc))
             return self._misconfigured(request)
+        if isinstance(exc, ProviderMisconfigured):
+            self._events(PROVIDER_MISCONFIGURED, error=str(exc))
+            return self._misconfigured(request)
         if isinstance(exc, ProviderUnavailable):
             self._events(PROVIDER_UNAVAILABLE, error=str(exc))
             return self._unavailable(request, "The identity provider is unavailable.")
@@ -196,7 +206,7 @@ class MsalMiddleware:
 
     def _misconfigured(self, request: Request) -> Response:
         """503 without Retry-After: sign-in stays unavailable until the administrator fixes the credential."""
-        message = ("This application could not identify itself to the identity provider. "
+        message = ("This application and its identity provider are not set up to work together. "
                    "The administrator will find the details in the log.")
         if not wants_redirect(request.environ):
             return json_error(503, "server_error", message)

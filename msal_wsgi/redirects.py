@@ -34,7 +34,10 @@ def safe_next(value: str | None, *, script_name: str = "", allowed_origins: tupl
         if script_name and not (value == script_name or value.startswith((script_name + "/", script_name + "?"))):
             return home
         return value
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # an unbalanced "[" or "]" of an IPv6 host
+        return home
     if (parts.scheme in ("http", "https") and parts.hostname and parts.username is None and parts.password is None
             and f"{parts.scheme}://{parts.netloc}".lower() in allowed_origins):
         return value

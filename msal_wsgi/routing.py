@@ -12,29 +12,44 @@ class Router:
     """Match app-relative paths (``PATH_INFO``) against protected prefixes.
 
     A prefix matches on segment boundaries: ``/todos`` covers ``/todos`` and
-    ``/todos/1`` but not ``/todosx``. The longest matching prefix wins. A path with
-    empty or dot segments is also matched in its normalised form, and the stricter
-    answer is kept, so ``/public/../todos`` cannot slip past ``/todos``.
+    ``/todos/1`` but not ``/todosx``. The longest matching prefix wins.
+
+    A path is matched twice: as it is, and normalised (backslashes read as
+    slashes, empty segments collapsed, ``.`` and ``..`` resolved), because the
+    app or a server in front of it may serve either. It is protected if either
+    form falls under a prefix, so neither ``/public/../todos`` nor
+    ``/todos/../public`` slips past ``/todos``; when both forms match, the longer
+    prefix of the two wins (``/todos/./admin`` falls under ``/todos/admin``), and
+    on a tie the one of the path as it is, which is what the app receives.
+
+    Nothing is percent-decoded here: the server has already decoded
+    ``PATH_INFO``, so a ``%2F`` still in it is part of a segment's name.
+
+    :param rules: prefixes as :class:`~msal_wsgi.Settings` accepts them (no
+        trailing slash, no empty, dot or encoded segments; ``/`` is refused because
+        it would cover the sign-in endpoints), each with its :class:`Protect`.
     """
 
     def __init__(self, rules: Mapping[str, Protect]) -> None:
         # Longest first, so the first hit is the most specific rule.
-        self._rules = sorted(rules.items(), key=lambda item: len(item[0]), reverse=True)
+        self._rules = sorted(((prefix, prefix + "/", rule) for prefix, rule in rules.items()),
+                             key=lambda item: len(item[0]), reverse=True)
 
     def match(self, path: str) -> tuple[str, Protect] | None:
         """The ``(prefix, rule)`` protecting ``path``, or ``None`` when it is public."""
-        hit = self._match(path or "/")
-        if hit is None and ("//" in path or "/." in path or "\\" in path):
-            hit = self._match(_normalise(path))
-        return hit
+        raw = self._match(path)
+        normal = self._match(_normalise(path))
+        if raw is None or (normal is not None and len(normal[0]) > len(raw[0])):
+            return normal
+        return raw
 
     def _match(self, path: str) -> tuple[str, Protect] | None:
-        for prefix, rule in self._rules:
-            if prefix == "/" or path == prefix or path.startswith(prefix + "/"):
+        for prefix, below, rule in self._rules:
+            if path == prefix or path.startswith(below):
                 return prefix, rule
         return None
 
 
 def _normalise(path: str) -> str:
-    normal = posixpath.normpath("/" + path.replace("\\", "/"))
-    return "/" + normal.lstrip("/")
+    # normpath keeps a leading "//" (POSIX allows it a meaning of its own): strip it.
+    return "/" + posixpath.normpath("/" + path.replace("\\", "/")).lstrip("/")

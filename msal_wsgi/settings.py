@@ -29,7 +29,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PROMPTS = frozenset({"login", "consent", "select_account", "none", "create"})
 RESPONSE_MODES = frozenset({"form_post", "query"})
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
+TOKEN_ENDPOINT_AUTH_METHODS = frozenset({"auto", "client_secret_post", "client_secret_basic"})
 ENV_PREFIX = "MSAL_"
+_TENANT_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _PREFIX_RE = re.compile(r"^/[A-Za-z0-9\-._~!$&'()*+,;=:@%/]*$")
 
 Scopes = Union[str, Sequence[str]]
@@ -248,6 +250,14 @@ class Settings:
     http_timeout: float = setting(10.0, parse=_seconds, doc="seconds for each request to the provider")
     allowed_redirect_origins: tuple[str, ...] = setting(
         (), parse=_words, doc="absolute origins next may point to, besides this app")
+    allowed_tenants: tuple[str, ...] = setting(
+        (), parse=_words, doc="Entra tenant ids whose users may sign in (needed with /common or /organizations)")
+    clock_skew: int = setting(
+        60, parse=_whole_number, doc="seconds of clock difference tolerated when checking token times")
+    token_endpoint_auth_method: str = setting(
+        "auto", doc="client_secret_post, client_secret_basic, or auto: post when the provider announces it")
+    remote_user_claim: str | None = setting(
+        None, doc="the claim REMOTE_USER holds (default: oid for Entra ID, else sub)")
     session_lock: Any = setting(
         None, compare=False,
         doc="per-session refresh lock: thread, file:DIR, a redis:// URL, or lock(session_id) -> context manager")
@@ -289,6 +299,14 @@ class Settings:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 100_000:
                 raise ConfigurationError(name, "must be a whole number from 1 to 100000")
+        if not isinstance(self.clock_skew, int) or isinstance(self.clock_skew, bool) or not 0 <= self.clock_skew <= 600:
+            raise ConfigurationError("clock_skew", "must be a whole number of seconds from 0 to 600")
+        if self.token_endpoint_auth_method not in TOKEN_ENDPOINT_AUTH_METHODS:
+            raise ConfigurationError("token_endpoint_auth_method", f"must be one of {sorted(TOKEN_ENDPOINT_AUTH_METHODS)}")
+        set_(self, "allowed_tenants", tuple(self._tenants()))
+        if self.remote_user_claim is not None and (not isinstance(self.remote_user_claim, str)
+                                                   or not self.remote_user_claim.strip()):
+            raise ConfigurationError("remote_user_claim", "must name a claim, such as preferred_username")
         if not isinstance(self.http_timeout, (int, float)) or not 0 < self.http_timeout <= 300:
             raise ConfigurationError("http_timeout", "must be a number of seconds between 0 and 300")
         if not self.session_key:
@@ -333,6 +351,13 @@ class Settings:
             return lock_from_setting(value)
         except (ValueError, OSError, ImportError) as exc:
             raise ConfigurationError("session_lock", str(exc)) from None
+
+    def _tenants(self) -> list[str]:
+        tenants = [self.allowed_tenants] if isinstance(self.allowed_tenants, str) else list(self.allowed_tenants)
+        for tenant in tenants:
+            if not isinstance(tenant, str) or not _TENANT_RE.match(tenant):
+                raise ConfigurationError("allowed_tenants", f"{tenant!r} is not a tenant id (a GUID, as the tid claim has it)")
+        return [tenant.lower() for tenant in tenants]
 
     def _origins(self) -> list[str]:
         origins = []

@@ -20,7 +20,7 @@ from webob.exc import HTTPFound
 
 from ._msal import IdentityClient
 from ._session import SessionView, open_view
-from .errors import InteractionRequired, MsalWsgiError, ProviderUnavailable
+from .errors import InteractionRequired, MsalWsgiError, ProviderUnavailable, ResponseRejected
 from .events import INTERACTION_REQUIRED, SIGN_IN_COMPLETED, SIGN_IN_FAILED, SIGN_IN_STARTED, SIGN_OUT, Events
 from .redirects import safe_next
 from .responses import error_page, json_error, repost_page, wants_redirect
@@ -49,7 +49,14 @@ class SignInFailure(str, Enum):
     PROVIDER_ERROR = "provider_error"
     UNKNOWN_STATE = "unknown_state"
     NO_CODE = "no_code"
+    MISSING_ISS_PARAMETER = "missing_iss_parameter"
+    WRONG_ISS_PARAMETER = "wrong_iss_parameter"
     CODE_REJECTED = "code_rejected"
+    NONCE_MISMATCH = "nonce_mismatch"
+    INVALID_ID_TOKEN = "invalid_id_token"
+    UNSUPPORTED_TOKEN_TYPE = "unsupported_token_type"
+    NO_ACCESS_TOKEN = "no_access_token"
+    TENANT_NOT_ALLOWED = "tenant_not_allowed"
 
     def __str__(self) -> str:
         return self.value
@@ -63,6 +70,8 @@ class Failure(NamedTuple):
     level: int
 
 
+_UNTRUSTED = "The identity provider's answer could not be verified, so you were not signed in."
+
 FAILURES: dict[SignInFailure, Failure] = {
     SignInFailure.RESPONSE_TOO_LARGE: Failure(413, "The sign-in response was too large.", logging.WARNING),
     SignInFailure.MALFORMED_RESPONSE: Failure(400, "The sign-in response was malformed.", logging.WARNING),
@@ -71,7 +80,16 @@ FAILURES: dict[SignInFailure, Failure] = {
     SignInFailure.UNKNOWN_STATE: Failure(400, "This sign-in link has expired, was already used, or was started in "
                                               "another browser.", logging.WARNING),
     SignInFailure.NO_CODE: Failure(400, "The sign-in response had no code.", logging.WARNING),
+    SignInFailure.MISSING_ISS_PARAMETER: Failure(400, _UNTRUSTED, logging.ERROR),
+    SignInFailure.WRONG_ISS_PARAMETER: Failure(400, _UNTRUSTED, logging.ERROR),
     SignInFailure.CODE_REJECTED: Failure(400, "The sign-in could not be completed.", logging.WARNING),
+    SignInFailure.NONCE_MISMATCH: Failure(400, _UNTRUSTED, logging.ERROR),
+    SignInFailure.INVALID_ID_TOKEN: Failure(400, _UNTRUSTED, logging.ERROR),
+    SignInFailure.UNSUPPORTED_TOKEN_TYPE: Failure(400, _UNTRUSTED, logging.ERROR),
+    SignInFailure.NO_ACCESS_TOKEN: Failure(400, "The identity provider did not grant the access this page needs.",
+                                           logging.WARNING),
+    SignInFailure.TENANT_NOT_ALLOWED: Failure(403, "Accounts of your organization cannot sign in to this "
+                                                   "application.", logging.WARNING),
 }
 
 
@@ -189,6 +207,8 @@ class SignInFlow:
         except InteractionRequired as exc:
             raise SignInFailed(SignInFailure.CODE_REJECTED, f"the code was not redeemed: {exc.reason}",
                                next_url=next_url) from None
+        except ResponseRejected as exc:
+            raise SignInFailed(SignInFailure(exc.rule), exc.detail, next_url=next_url) from None
         view.sign_in(redemption, state, pending["next"])
         self._events(SIGN_IN_COMPLETED, user=redemption.user.username)
         return HTTPFound(location=pending["next"])

@@ -59,7 +59,8 @@ class TokenSource:
             if cache is None:
                 raise InteractionRequired("the session holds no token cache")
             token, new_cache = self._client.acquire_silent(
-                cache, current.account_id, scopes, claims_challenge=claims_challenge)
+                cache, current.account_id, scopes, subject=current.user.claims.get("sub"),
+                claims_challenge=claims_challenge)
             view.store_token(current, token, new_cache)
             view.flush()
         if new_cache is not None:

@@ -444,11 +444,23 @@ def test_unknown_kid_refetches_once_per_interval():
     assert fetch.calls == 3
 
 
-def test_first_fetch_starts_the_interval():
+def test_an_unknown_kid_on_first_use_costs_the_first_fetch_and_one_re_fetch():
     fetch, clock = CountingFetch(), FakeClock()
     keys = KeySet(fetch, clock=clock)
     assert keys.candidates(rs256("unknown")) == []
-    assert fetch.calls == 1
+    assert fetch.calls == 2
+    assert keys.candidates(rs256("unknown-too")) == []
+    assert fetch.calls == 2  # the re-fetch started the interval
+
+
+def test_a_rotation_right_after_the_first_fetch_is_seen():
+    fetch, clock = CountingFetch(), FakeClock()
+    keys = KeySet(fetch, clock=clock)
+    keys.candidates(rs256("rsa-1"))
+    fetch.document = {"keys": [jwk(RSA_OTHER, "rsa-new")]}
+    token = sign(id_claims(), key=RSA_OTHER, kid="rsa-new")
+    assert validate_id(token, keys)["sub"] == "user-1"
+    assert fetch.calls == 2
 
 
 def test_rotated_key_is_found_after_one_fetch():
@@ -472,7 +484,7 @@ def test_without_kid_every_key_of_the_algorithms_type_is_a_candidate(keys):
 
 
 @pytest.mark.parametrize(("warm", "interval", "fetches"), [
-    pytest.param(False, 60, 1, id="cold"),
+    pytest.param(False, 60, 2, id="cold-first-fetch-then-one-re-fetch"),
     pytest.param(True, 60, 2, id="warm"),
     pytest.param(True, 0, 2, id="warm-no-interval-waiters-use-the-fetch"),
 ])

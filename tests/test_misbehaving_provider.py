@@ -15,7 +15,7 @@ import pytest
 import requests
 from bs4 import BeautifulSoup
 from cryptography.hazmat.primitives import serialization
-from support.misbehaving import UNKNOWN_KID, IdTokenDefects, MisbehavingProvider
+from support.misbehaving import UNKNOWN_KID, IdTokenDefects, MisbehavingProvider, beside
 
 from devprovider import DevProvider, DevProviderError, SignInResult
 
@@ -24,13 +24,6 @@ NONCE = "n-0S6_WzA2Mj"
 #: RFC 7636 appendix B: a verifier and its S256 challenge.
 VERIFIER, CHALLENGE = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
 PAST = int(time.time()) - 3600
-
-
-def beside(devprovider: DevProvider, **options: str) -> MisbehavingProvider:
-    """On devprovider's TLS certificate and CA, which REQUESTS_CA_BUNDLE already trusts."""
-    assert devprovider.workdir is not None and devprovider.ca_path is not None
-    return MisbehavingProvider(devprovider.workdir / "server-cert.pem", devprovider.workdir / "server-key.pem",
-                               devprovider.ca_path, **options)
 
 
 @pytest.fixture(scope="module")

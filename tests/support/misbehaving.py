@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from devprovider import DevProviderError, SignInResult
+from devprovider import DevProvider, DevProviderError, SignInResult
 
 __all__ = ["AUTH_METHODS", "ID_TOKEN_ALGS", "UNKNOWN_KID", "IdTokenDefects", "Knobs", "MisbehavingProvider"]
 
@@ -575,3 +575,10 @@ def _handler(provider: MisbehavingProvider) -> type[BaseHTTPRequestHandler]:
             pass  # request lines carry codes and states
 
     return Handler
+
+
+def beside(devprovider: DevProvider, **options: Any) -> MisbehavingProvider:
+    """A MisbehavingProvider on devprovider's TLS certificate and CA, which REQUESTS_CA_BUNDLE already trusts."""
+    assert devprovider.workdir is not None and devprovider.ca_path is not None
+    return MisbehavingProvider(devprovider.workdir / "server-cert.pem", devprovider.workdir / "server-key.pem",
+                               devprovider.ca_path, **options)

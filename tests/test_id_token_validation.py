@@ -1,0 +1,358 @@
+"""Sign-in as a certified relying party: every id_token and authorization response is validated.
+
+Modeled on the OpenID Foundation's Basic RP test plan: a provider of our own
+(:class:`~support.misbehaving.MisbehavingProvider`, on loopback over TLS) produces
+one defect at a time, and the middleware must refuse it, with a 4xx page naming no
+secret, a log line, and nothing signed in; each rule has a positive control that
+signs in. Entra's multi-tenant issuer template is checked offline at the end, with
+tokens the same provider signs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+import urllib3
+from support.apps import echo_app, return_to_app
+from support.misbehaving import IdTokenDefects, MisbehavingProvider, beside
+from webtest import TestApp
+
+from devprovider import DevProvider
+from msal_wsgi import MsalMiddleware, Protect, Settings
+from msal_wsgi.errors import ResponseRejected
+from msal_wsgi._msal import IdentityClient
+
+READ = "api://rogue/read"
+
+
+@pytest.fixture(scope="module")
+def rogue_server(devprovider: DevProvider) -> Iterator[MisbehavingProvider]:
+    with beside(devprovider) as server:
+        yield server
+
+
+@pytest.fixture
+def rogue(rogue_server: MisbehavingProvider) -> MisbehavingProvider:
+    rogue_server.reset()
+    return rogue_server
+
+
+def rp_app(rogue: MisbehavingProvider, **overrides: Any) -> TestApp:
+    """echo_app behind msal_wsgi signing in at ``rogue``, with Beaker memory sessions."""
+    from beaker.middleware import SessionMiddleware
+
+    options: dict[str, Any] = dict(client_id=rogue.client_id, client_secret=rogue.client_secret,
+                                   oidc_authority=rogue.issuer, redirect_uri="http://localhost/auth/callback",
+                                   protect={"/todos": Protect(read=[READ])})
+    options.update(overrides)
+    middleware = MsalMiddleware(echo_app, **options)
+    return TestApp(SessionMiddleware(middleware, {"session.type": "memory", "session.key": "sid",
+                                                  "session.save_accessed_time": False}))
+
+
+def sign_in(app: TestApp, rogue: MisbehavingProvider) -> Any:
+    """Visit /todos, sign in at the provider, bring its answer back; the callback's answer."""
+    start = app.get("/todos")
+    assert start.status_int == 302 and start.location.startswith(rogue.issuer + "/authorize?"), start
+    return return_to_app(app, rogue.sign_in(start.location))
+
+
+def assert_refused(app: TestApp, answer: Any, reason: str, caplog: pytest.LogCaptureFixture) -> None:
+    assert answer.status_int in (400, 403), answer
+    assert "Sign in again" in answer.text and "Traceback" not in answer.text
+    assert f"sign-in failed ({reason})" in caplog.text
+    again = app.get("/todos")  # nothing was signed in
+    assert again.status_int == 302
+
+
+def assert_signed_in(app: TestApp, answer: Any) -> dict[str, Any]:
+    assert answer.status_int == 302 and answer.location.endswith("/todos"), answer
+    page = answer.follow()
+    assert page.json["remote_user"] == "rogue-user"
+    return dict(page.json)
+
+
+NOW = int(time.time())
+
+#: OIDF Basic RP test id (or rule) -> the defect, the reason msal_wsgi logs.
+REFUSED = {
+    "rp-id_token-sig-none": (IdTokenDefects(alg="none"), "invalid_id_token"),
+    "rp-id_token-bad-sig-rs256": (IdTokenDefects(sign_with="foreign"), "invalid_id_token"),
+    "hs256-keyed-with-the-public-key": (IdTokenDefects(alg="HS256-with-public-key"), "invalid_id_token"),
+    "rp-id_token-aud": (IdTokenDefects(claims_overrides={"aud": "someone-else"}), "invalid_id_token"),
+    "azp-of-another-client": (IdTokenDefects(claims_overrides={"aud": ["rp-client", "other"], "azp": "other"}),
+                              "invalid_id_token"),
+    "several-audiences-without-azp": (IdTokenDefects(claims_overrides={"aud": ["rp-client", "other"]}),
+                                      "invalid_id_token"),
+    "azp-alone-of-another-client": (IdTokenDefects(claims_overrides={"azp": "other"}), "invalid_id_token"),
+    "rp-id_token-issuer-mismatch": (IdTokenDefects(claims_overrides={"iss": "https://evil.example/rogue"}),
+                                    "invalid_id_token"),
+    "expired-an-hour-ago": (IdTokenDefects(claims_overrides={"exp": NOW - 3600}), "invalid_id_token"),
+    "rp-id_token-iat": (IdTokenDefects(claims_overrides={"iat": None}), "invalid_id_token"),
+    "rp-id_token-sub": (IdTokenDefects(claims_overrides={"sub": None}), "invalid_id_token"),
+    "rp-nonce-invalid": (IdTokenDefects(claims_overrides={"nonce": "wrong"}), "nonce_mismatch"),
+    "no-nonce": (IdTokenDefects(claims_overrides={"nonce": None}), "nonce_mismatch"),
+    "unknown-kid": (IdTokenDefects(kid="unknown"), "invalid_id_token"),
+}
+
+
+@pytest.mark.parametrize(("defect", "reason"), REFUSED.values(), ids=REFUSED.keys())
+def test_a_defective_id_token_signs_no_one_in(rogue, caplog, defect, reason):
+    rogue.configure(id_token=defect)
+    app = rp_app(rogue)
+    with caplog.at_level(logging.WARNING, logger="msal_wsgi"):
+        answer = sign_in(app, rogue)
+    assert_refused(app, answer, reason, caplog)
+    assert "nonce" not in answer.text.lower() and "eyJ" not in caplog.text  # no nonce or token shown
+
+
+def test_positive_control_a_correct_id_token_signs_in(rogue):
+    app = rp_app(rogue)
+    body = assert_signed_in(app, sign_in(app, rogue))
+    assert body["token"]["scopes"] == [READ]
+    assert len(rogue.jwks_requests) == 1
+
+
+@pytest.mark.parametrize("keys", [1, 2], ids=["rp-id_token-kid-absent-single-jwks",
+                                              "rp-id_token-kid-absent-multiple-jwks"])
+def test_an_id_token_without_kid_is_tried_against_each_key(rogue, keys):
+    for _ in range(keys - 1):
+        rogue.add_key("RS256")  # published, not signing: the token is signed by the first key
+    rogue.configure(id_token=IdTokenDefects(kid=None))
+    app = rp_app(rogue)
+    assert_signed_in(app, sign_in(app, rogue))
+
+
+def test_rp_key_rotation_op_sign_key_fetches_the_jwks_once_more(rogue):
+    app = rp_app(rogue)
+    assert_signed_in(app, sign_in(app, rogue))
+    rogue.rotate_keys()
+    app.reset()
+    assert_signed_in(app, sign_in(app, rogue))
+    assert len(rogue.jwks_requests) == 2
+
+
+def test_a_flood_of_unknown_kids_fetches_the_jwks_at_most_once_a_minute(rogue, caplog):
+    app = rp_app(rogue)
+    assert_signed_in(app, sign_in(app, rogue))
+    rogue.configure(id_token=IdTokenDefects(kid="unknown"))
+    for _ in range(5):
+        app.reset()
+        assert sign_in(app, rogue).status_int == 400
+    assert len(rogue.jwks_requests) == 2  # the first fetch, then one re-fetch for the unknown kid
+
+
+def test_rp_token_endpoint_client_secret_basic_when_the_provider_accepts_only_that(rogue):
+    rogue.configure(accept_auth_methods={"client_secret_basic"})
+    app = rp_app(rogue)
+    assert_signed_in(app, sign_in(app, rogue))
+    assert [r["auth_method"] for r in rogue.token_requests] == ["client_secret_basic"]
+
+
+@pytest.mark.parametrize(("setting", "sent"), [("auto", "client_secret_post"),
+                                               ("client_secret_basic", "client_secret_basic"),
+                                               ("client_secret_post", "client_secret_post")])
+def test_token_endpoint_auth_method_setting_chooses_how_the_secret_is_sent(rogue, setting, sent):
+    app = rp_app(rogue, token_endpoint_auth_method=setting)
+    assert_signed_in(app, sign_in(app, rogue))
+    assert [r["auth_method"] for r in rogue.token_requests] == [sent]
+
+
+def test_rp_discovery_issuer_not_matching_config_starts_no_sign_in(rogue, caplog):
+    rogue.configure(discovery_overrides={"issuer": rogue.issuer + "/other"})
+    app = rp_app(rogue)
+    with caplog.at_level(logging.ERROR, logger="msal_wsgi"):
+        answer = app.get("/todos", status=503)
+    assert "Retry-After" not in answer.headers and "Sign-in is unavailable" in answer.text
+    assert "Discovery §4.3" in caplog.text and rogue.issuer + "/other" in caplog.text
+    assert rogue.token_requests == []
+
+
+@pytest.mark.parametrize(("iss", "announced", "reason"), [
+    ("https://evil.example/rogue", False, "wrong_iss_parameter"),
+    (None, True, "missing_iss_parameter"),
+], ids=["rfc9207-another-issuer", "rfc9207-announced-but-missing"])
+def test_the_iss_response_parameter_is_checked_before_any_code_is_redeemed(rogue, caplog, iss, announced, reason):
+    rogue.configure(iss_parameter=iss,
+                    discovery_overrides={"authorization_response_iss_parameter_supported": announced})
+    app = rp_app(rogue)
+    with caplog.at_level(logging.WARNING, logger="msal_wsgi"):
+        answer = sign_in(app, rogue)
+    assert_refused(app, answer, reason, caplog)
+    assert rogue.token_requests == []
+
+
+@pytest.mark.parametrize("announced", [False, True])
+def test_positive_control_the_right_iss_parameter_signs_in(rogue, announced):
+    rogue.configure(iss_parameter="correct",
+                    discovery_overrides={"authorization_response_iss_parameter_supported": announced})
+    app = rp_app(rogue)
+    assert_signed_in(app, sign_in(app, rogue))
+
+
+@pytest.mark.parametrize(("knobs", "reason"), [
+    ({"token_type": "mac"}, "unsupported_token_type"),
+    ({"token_type": None}, "unsupported_token_type"),
+    ({"omit_access_token": True}, "no_access_token"),
+    ({"omit_id_token": True}, "invalid_id_token"),
+], ids=["token-type-mac", "token-type-missing", "no-access-token", "no-id-token"])
+def test_a_defective_token_response_signs_no_one_in(rogue, caplog, knobs, reason):
+    if knobs.get("token_type", "") is None:
+        knobs = {"token_response_overrides": {"token_type": None}}
+    rogue.configure(**knobs)
+    app = rp_app(rogue)
+    with caplog.at_level(logging.WARNING, logger="msal_wsgi"):
+        answer = sign_in(app, rogue)
+    assert_refused(app, answer, reason, caplog)
+
+
+def test_positive_control_token_type_is_case_insensitive(rogue):
+    rogue.configure(token_type="bearer")
+    app = rp_app(rogue)
+    assert_signed_in(app, sign_in(app, rogue))
+
+
+def test_a_refresh_whose_id_token_names_another_subject_is_not_used(rogue, caplog):
+    app = rp_app(rogue)
+    assert_signed_in(app, sign_in(app, rogue))
+    rogue.configure(id_token=IdTokenDefects(claims_overrides={"sub": "mallory"}))
+    with caplog.at_level(logging.WARNING, logger="msal_wsgi"):
+        body = app.get("/todos?acquire=api://rogue/other").json  # a refresh: another scope
+    assert body["acquired"]["error"].startswith("the refreshed id_token was refused")
+    assert "another subject" in caplog.text
+    assert [r["grant_type"] for r in rogue.token_requests] == ["authorization_code", "refresh_token"]
+
+
+def test_positive_control_a_refresh_with_a_good_id_token_is_used(rogue):
+    app = rp_app(rogue)
+    assert_signed_in(app, sign_in(app, rogue))
+    body = app.get("/todos?acquire=api://rogue/other").json
+    assert body["acquired"]["scopes"] == ["api://rogue/other"]
+
+
+def test_remote_user_claim_names_another_claim(rogue):
+    app = rp_app(rogue, remote_user_claim="name")
+    answer = sign_in(app, rogue)
+    assert answer.follow().json["remote_user"] == "Rogue User"
+
+
+# -- Entra multi-tenant authorities, offline -----------------------------------------------------------
+
+TENANT = "aaaabbbb-0000-cccc-1111-dddd2222eeee"
+OTHER_TENANT = "99998888-7777-6666-5555-444433332222"
+CLIENT = "11112222-bbbb-3333-cccc-4444dddd5555"
+ORGANIZATIONS = "https://login.microsoftonline.com/organizations"
+
+
+class EntraOffline(requests.adapters.HTTPAdapter):
+    """login.microsoftonline.com, which this machine cannot reach: a fake of the network only.
+
+    It answers the recorded multi-tenant discovery document, the JWKS of our misbehaving
+    provider (whose keys sign the id_tokens), and one canned token response per test.
+    """
+
+    def __init__(self, rogue: MisbehavingProvider) -> None:
+        super().__init__()
+        self.rogue = rogue
+        self.token_response: dict[str, Any] = {}
+        base = f"{ORGANIZATIONS}"
+        self.documents: dict[str, Any] = {
+            f"{base}/v2.0/.well-known/openid-configuration": {
+                "issuer": "https://login.microsoftonline.com/{tenantid}/v2.0",
+                "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                "token_endpoint": f"{base}/oauth2/v2.0/token",
+                "jwks_uri": f"{base}/discovery/v2.0/keys",
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+                "response_modes_supported": ["query", "fragment", "form_post"],
+            },
+        }
+
+    def send(self, request: requests.PreparedRequest, *args: object, **kwargs: object) -> requests.Response:
+        url = str(request.url).split("?")[0]
+        if url.endswith("/discovery/v2.0/keys"):
+            document: Any = self.rogue.public_jwks()
+        elif url.endswith("/oauth2/v2.0/token"):
+            document = self.token_response
+        else:
+            document = self.documents.get(url, {"error": "not_recorded"})
+        status = 404 if document.get("error") == "not_recorded" else 200
+        raw = urllib3.HTTPResponse(body=io.BytesIO(json.dumps(document).encode()), status=status,
+                                   preload_content=False, headers={"Content-Type": "application/json"})
+        return self.build_response(request, raw)
+
+
+def entra_sign_in(rogue: MisbehavingProvider, tid: str, **settings: Any) -> Any:
+    """Redeem a code at an /organizations authority whose token response carries a user of ``tid``."""
+    network = EntraOffline(rogue)
+    session = requests.Session()
+    session.mount("https://", network)
+    client = IdentityClient(Settings(client_id=CLIENT, client_secret="secret", authority=ORGANIZATIONS,
+                                     redirect_uri="https://app.example/auth/callback", **settings),
+                            http_session=session)
+    flow = client.begin_sign_in(("api://todo/ToDoList.Read",))
+    now = int(time.time())
+    id_token = rogue.sign({"iss": f"https://login.microsoftonline.com/{tid}/v2.0", "aud": CLIENT, "tid": tid,
+                           "sub": "pairwise-sub", "oid": "00000000-0000-0000-0000-00000000000a",
+                           "preferred_username": "alice@contoso.example", "iat": now, "nbf": now,
+                           "exp": now + 3600, "nonce": hashlib.sha256(flow["nonce"].encode()).hexdigest()})
+    network.token_response = {"token_type": "Bearer", "access_token": rogue.sign({"aud": "api://todo"}),
+                              "expires_in": 3600, "refresh_token": "rt", "id_token": id_token,
+                              "scope": "api://todo/ToDoList.Read"}
+    state = parse_qs(urlsplit(flow["auth_uri"]).query)["state"][0]
+    return client.redeem(flow, {"code": "code", "state": state}, ("api://todo/ToDoList.Read",))
+
+
+def test_a_multi_tenant_issuer_template_is_filled_with_the_token_tid(rogue):
+    redemption = entra_sign_in(rogue, TENANT)
+    user = redemption.user
+    assert user.id == "00000000-0000-0000-0000-00000000000a" and user.tenant == TENANT
+    assert user.remote_user() == user.id and user.username == "alice@contoso.example"
+
+
+def test_allowed_tenants_lets_the_listed_tenant_in(rogue):
+    assert entra_sign_in(rogue, TENANT, allowed_tenants=(TENANT,)).user.tenant == TENANT
+
+
+def test_allowed_tenants_keeps_other_tenants_out_naming_the_tenant(rogue):
+    with pytest.raises(ResponseRejected) as refused:
+        entra_sign_in(rogue, OTHER_TENANT, allowed_tenants=(TENANT,))
+    assert refused.value.rule == "tenant_not_allowed" and OTHER_TENANT in refused.value.detail
+
+
+def test_an_issuer_naming_another_tenant_than_tid_is_refused(rogue):
+    with pytest.raises(ResponseRejected) as refused:
+        entra_sign_in_with_issuer(rogue, tid=TENANT, issuer_tenant=OTHER_TENANT)
+    assert refused.value.rule == "invalid_id_token" and "wrong_issuer" in refused.value.detail
+
+
+def entra_sign_in_with_issuer(rogue: MisbehavingProvider, *, tid: str, issuer_tenant: str) -> Any:
+    original = rogue.sign
+
+    def sign(claims: dict[str, Any], **kwargs: Any) -> str:
+        if "iss" in claims:
+            claims = dict(claims, iss=f"https://login.microsoftonline.com/{issuer_tenant}/v2.0")
+        return original(claims, **kwargs)
+
+    rogue.sign = sign  # type: ignore[method-assign]
+    try:
+        return entra_sign_in(rogue, tid)
+    finally:
+        del rogue.sign
+
+
+def test_allowed_tenants_must_be_tenant_ids():
+    from msal_wsgi import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="allowed_tenants"):
+        Settings(client_id=CLIENT, client_secret="s", authority=ORGANIZATIONS,
+                 redirect_uri="https://app.example/auth/callback", allowed_tenants=("contoso.com",))
