@@ -76,7 +76,7 @@ _mask_msal_logs()
 #: The provider refuses the application itself: a configuration fault, not the user's.
 _CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client"})
 #: The token endpoint is unreachable, timed out (requests), or answered 5xx (msal raises for those,
-#: and replays the answer without asking again for its Retry-After, or 60 s without one).
+#: and replays the answer without asking again for its Retry-After, or 5 s without one; tests/test_msal_contract.py).
 _UNAVAILABLE = (requests.RequestException, msal.exceptions.MsalServiceError)
 #: msal never serves a cached access token with less than this left (seconds).
 EXPIRY_MARGIN = 300
@@ -165,7 +165,7 @@ class HttpClient:
         response = self._session.post(url, **kwargs)
         if (response.status_code == 429 or response.status_code >= 500) and isinstance(data, dict) \
                 and data.get("grant_type") == "authorization_code":
-            # msal replays a 429/5xx for its Retry-After (60 s without one) under a key meant to
+            # msal replays a 429/5xx for its Retry-After (5 s without one) under a key meant to
             # hold the user, but for code redemption it holds no user (msal 1.39): one failed
             # sign-in would fail every sign-in of the process. An exception is never replayed.
             raise requests.HTTPError(f"{response.status_code} from the token endpoint", response=response)
