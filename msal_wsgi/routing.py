@@ -32,8 +32,8 @@ class Router:
 
     def __init__(self, rules: Mapping[str, Protect]) -> None:
         # Longest first, so the first hit is the most specific rule.
-        self._rules = sorted(((prefix, prefix + "/", rule) for prefix, rule in rules.items()),
-                             key=lambda item: len(item[0]), reverse=True)
+        longest_first = sorted(rules.items(), key=lambda item: len(item[0]), reverse=True)
+        self._rules = [(prefix, prefix + "/", rule) for prefix, rule in longest_first]
 
     def match(self, path: str) -> tuple[str, Protect] | None:
         """The ``(prefix, rule)`` protecting ``path``, or ``None`` when it is public."""

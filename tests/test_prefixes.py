@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import pytest
-
-from msal_wsgi import Protect
-from msal_wsgi.routing import Router
-
 from support.apps import make_testapp
 
-RULES = {"/todos": Protect(["a"]), "/todos/admin": Protect(["b"]), "/api": Protect()}
+from msal_wsgi import ConfigurationError, Protect, Settings
+from msal_wsgi.routing import Router
+
+TODOS, ADMIN, API = Protect(["a"]), Protect(["b"]), Protect()
+RULES = {"/todos": TODOS, "/todos/admin": ADMIN, "/api": API}
 
 
-@pytest.mark.parametrize("path,prefix", [
+def protecting(path: str, rules=RULES) -> str | None:
+    hit = Router(rules).match(path)
+    return hit[0] if hit else None
+
+
+@pytest.mark.parametrize(("path", "prefix"), [
     ("/todos", "/todos"),
     ("/todos/", "/todos"),
     ("/todos/1", "/todos"),
+    ("/api/x", "/api"),
     ("/todos/admin", "/todos/admin"),
     ("/todos/admin/x", "/todos/admin"),
     ("/todos/administrator", "/todos"),
@@ -23,19 +29,73 @@ RULES = {"/todos": Protect(["a"]), "/todos/admin": Protect(["b"]), "/api": Prote
     ("/todo", None),
     ("/", None),
     ("", None),
-    ("/public/../todos", "/todos"),
-    ("//todos", "/todos"),
-    ("/./todos/1", "/todos"),
-    ("/x/..\\todos", "/todos"),
     ("/TODOS", None),
-])
-def test_prefix_matching(path, prefix):
-    hit = Router(RULES).match(path)
-    assert (hit[0] if hit else None) == prefix
+    ("/public", None),
+], ids=repr)
+def test_a_prefix_covers_itself_and_the_paths_below_it(path, prefix):
+    assert protecting(path) == prefix
 
 
-def test_root_prefix_protects_everything():
-    assert Router({"/": Protect()}).match("/anything")[0] == "/"
+@pytest.mark.parametrize(("path", "prefix"), [
+    ("/public/../todos", "/todos"),     # a server that normalises serves /todos
+    ("/todos/../public", "/todos"),     # an app that does not serves something of /todos
+    ("/todos/..", "/todos"),
+    ("/todos/.", "/todos"),
+    ("/../todos", "/todos"),
+    ("/./todos/1", "/todos"),
+    ("//todos", "/todos"),
+    ("///todos/1", "/todos"),
+    ("/x/..\\todos", "/todos"),
+    ("/public\\..\\todos", "/todos"),
+    ("\\todos", "/todos"),
+    ("todos", "/todos"),
+    ("/public/..", None),
+    ("/public//x", None),
+], ids=repr)
+def test_a_path_is_protected_as_it_is_and_normalised(path, prefix):
+    assert protecting(path) == prefix
+
+
+@pytest.mark.parametrize(("path", "prefix"), [
+    ("/todos/./admin", "/todos/admin"),       # as it is: /todos; normalised: /todos/admin
+    ("/todos//admin", "/todos/admin"),
+    ("/api/../todos/admin", "/todos/admin"),
+    ("/todos/admin/../1", "/todos/admin"),    # as it is: /todos/admin; normalised: /todos
+    ("/todos/admin/../../api", "/todos/admin"),
+], ids=repr)
+def test_the_longer_prefix_of_the_two_forms_wins(path, prefix):
+    assert protecting(path) == prefix
+
+
+def test_on_a_tie_the_path_as_the_app_receives_it_wins():
+    rules = {"/aaaa": TODOS, "/bbbb": ADMIN}
+    assert Router(rules).match("/aaaa/../bbbb") == ("/aaaa", TODOS)
+    assert Router(rules).match("/bbbb/../aaaa") == ("/bbbb", ADMIN)
+
+
+@pytest.mark.parametrize(("path", "prefix"), [
+    ("/todos%2F..", None),               # a segment named "todos%2F..", not /todos then ..
+    ("/todos%2Fadmin", None),
+    ("/public/%2E%2E/todos", None),
+    ("/todos/%2E%2E/public", "/todos"),
+], ids=repr)
+def test_nothing_is_percent_decoded_again(path, prefix):
+    assert protecting(path) == prefix
+
+
+def test_match_answers_the_prefix_and_its_rule():
+    assert Router(RULES).match("/todos/admin/x") == ("/todos/admin", ADMIN)
+    assert Router(RULES).match("/todos/x") == ("/todos", TODOS)
+
+
+def test_no_rules_protect_nothing():
+    assert Router({}).match("/todos") is None
+
+
+def test_the_root_cannot_be_a_prefix_because_it_covers_the_sign_in_endpoints():
+    with pytest.raises(ConfigurationError, match="protect"):
+        Settings(client_id="app", client_credential="secret", oidc_authority="https://id.example/realm",
+                 redirect_uri="https://app.example/auth/callback", protect={"/": Protect()})
 
 
 def test_script_name_is_respected(provider):
