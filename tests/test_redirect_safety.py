@@ -25,6 +25,7 @@ HOSTILE = [
     "https://user:pw@partner.example/", "javascript:alert(1)", "data:text/html,x", "//partner.example",
     "/\x00/evil.example", "/\r\nLocation: https://evil.example", "evil.example", "@evil.example", "%00//evil.example",
     "/%E3%80%82evil.example", "/\u3002/evil.example", "\uff0f\uff0fevil.example", "https:/\\evil.example",
+    "/%2fevil.example", "https://partner.example\\@evil.example",
 ]
 
 
@@ -38,19 +39,75 @@ def test_hostile_next_falls_back_to_the_app(value):
     ("/todos/1#x", "/todos/1#x"),
     ("https://partner.example/back", "https://partner.example/back"),
     ("https://PARTNER.example/back", "https://PARTNER.example/back"),
+    ("HTTPS://PARTNER.EXAMPLE/back", "HTTPS://PARTNER.EXAMPLE/back"),
+    ("https://partner.example", "https://partner.example"),
     ("https://partner.example:8443/back", "/"),
+    ("https://partner.example:443/back", "/"),  # the same origin spelled otherwise is not the one listed
     ("http://partner.example/back", "/"),
 ], ids=repr)
 def test_paths_of_the_app_and_allowed_origins_pass(value, expected):
     assert safe_next(value, allowed_origins=(ALLOWED,)) == expected
 
 
+@pytest.mark.parametrize(("value", "allowed", "expected"), [
+    ("https://partner.example:8443/back", "https://partner.example:8443", "https://partner.example:8443/back"),
+    ("https://partner.example/back", "https://partner.example:8443", "/"),
+    ("http://localhost:8080/x", "http://localhost:8080", "http://localhost:8080/x"),
+    ("ftp://partner.example/x", "ftp://partner.example", "/"),  # http(s) only, even if listed
+    ("https://user@partner.example/", ALLOWED, "/"),
+    ("https://:pw@partner.example/", ALLOWED, "/"),
+    ("https://@partner.example/", ALLOWED, "/"),
+    ("http://[partner.example/", ALLOWED, "/"),  # urlsplit raises on an unbalanced bracket
+    ("https://partner.example]/", ALLOWED, "/"),
+], ids=repr)
+def test_an_absolute_next_needs_exactly_an_allowed_origin_and_no_userinfo(value, allowed, expected):
+    assert safe_next(value, allowed_origins=(allowed,)) == expected
+
+
 @pytest.mark.parametrize(("value", "expected"), [
-    ("/app/todos", "/app/todos"), ("/app", "/app"), ("/app?x=1", "/app?x=1"),
-    ("/other", "/app/"), ("/application", "/app/"), ("//app/x", "/app/"),
+    ("/!", "/!"), ("/~", "/~"),  # the ends of printable ASCII, 0x21 and 0x7e
+    ("/%21", "/%21"), ("/%7E", "/%7E"), ("/a%2Fb", "/a%2Fb"),
+    ("/ ", "/"), ("/\x7f", "/"), ("/\x1f", "/"),  # space, DEL, a control character
+    ("/%20", "/"), ("/%7F", "/"), ("/%1F", "/"), ("/%00", "/"),
+    ("/%5C", "/"), ("/%5c", "/"),  # an encoded backslash
+    ("/caf\u00e9", "/"), ("/caf%C3%A9", "/"),  # non-ASCII, as it is or encoded
+], ids=repr)
+def test_a_next_must_be_printable_ascii_even_after_percent_decoding(value, expected):
+    assert safe_next(value) == expected
+
+
+@pytest.mark.parametrize("value", ["todos", "./todos", "../todos", "?x=1", "#top"], ids=repr)
+def test_a_relative_reference_goes_home(value):
+    assert safe_next(value, allowed_origins=(ALLOWED,)) == "/"
+
+
+@pytest.mark.parametrize(("value", "script_name", "expected"), [
+    (None, "", "/"), ("", "", "/"), (None, "/app", "/app/"), ("", "/app", "/app/"),
+], ids=repr)
+def test_a_missing_next_goes_home(value, script_name, expected):
+    assert safe_next(value, script_name=script_name) == expected
+
+
+@pytest.mark.parametrize(("length", "kept"), [(2048, True), (2049, False)],
+                         ids=["exactly MAX_NEXT_LENGTH", "one more"])
+def test_a_next_longer_than_2048_characters_goes_home(length, kept):  # the bound SECURITY.md states
+    value = "/" + "a" * (length - 1)
+    assert safe_next(value) == (value if kept else "/")
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("/app/todos", "/app/todos"), ("/app", "/app"), ("/app/", "/app/"), ("/app?x=1", "/app?x=1"),
+    ("/other", "/app/"), ("/application", "/app/"), ("/ap", "/app/"), ("//app/x", "/app/"), ("/", "/app/"),
+    ("https://partner.example/x", "https://partner.example/x"),
 ], ids=repr)
 def test_mounted_app_only_redirects_under_its_mount_point(value, expected):
-    assert safe_next(value, script_name="/app") == expected
+    value = "".join(list(value))  # a copy: a value from the query string is never the object SCRIPT_NAME is
+    assert safe_next(value, script_name="/app", allowed_origins=(ALLOWED,)) == expected
+
+
+def test_the_options_are_keyword_only():
+    with pytest.raises(TypeError):
+        safe_next("/app/x", "/app")  # type: ignore[misc]
 
 
 SEPARATORS = st.sampled_from(["/", "\\", "%2F", "%2f", "%5C", "%5c", "%09", "\t", "\n", " ", "%20", "@", ":",
