@@ -16,10 +16,9 @@ Stored per user:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from ._environ import ALL_SESSION_KEYS, SESSION_CACHE, SESSION_DONE, SESSION_FLOWS, SESSION_USER
@@ -64,13 +63,23 @@ def scope_key(scopes: tuple[str, ...] | list[str]) -> str:
     return " ".join(scopes)
 
 
-@contextlib.contextmanager
-def _store(failure: str) -> Iterator[None]:
-    """Any error of the session store (down, unreadable data) becomes :class:`SessionUnavailable`."""
-    try:
-        yield
-    except Exception as exc:
-        raise SessionUnavailable(f"the session {failure}: {type(exc).__name__}: {exc}") from exc
+class _store:
+    """Any error of the session store (down, unreadable data) becomes :class:`SessionUnavailable`.
+
+    A class rather than a ``contextlib.contextmanager``: it guards every session read of the hot path.
+    """
+
+    __slots__ = ("_failure",)
+
+    def __init__(self, failure: str) -> None:
+        self._failure = failure
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, Exception):
+            raise SessionUnavailable(f"the session {self._failure}: {type(exc).__name__}: {exc}") from exc
 
 
 class Session(Protocol):
@@ -96,16 +105,31 @@ class NoSession(Exception):
         super().__init__("cookie-only session" if cookie_only else "no session")
 
 
-def open_view(environ: Mapping[str, Any], session_key: str, fingerprint: str) -> SessionView:
-    """msal_wsgi's view of this request's session, or :class:`NoSession`."""
-    session = environ.get(session_key)
-    if session is None:
-        raise NoSession(cookie_only=False)
-    with _store("could not be loaded"):
-        cookie_only = _cookie_only(session)
-    if cookie_only:
-        raise NoSession(cookie_only=True)
-    return SessionView(session, fingerprint)
+class Sessions:
+    """Finds each request's session and opens msal_wsgi's view of it.
+
+    :param session_key: the environ key of the session.
+    :param fingerprint: names the client and authority (see :class:`SessionView`).
+    """
+
+    def __init__(self, session_key: str, fingerprint: str) -> None:
+        self._key = session_key
+        self._fingerprint = fingerprint
+        self._kinds_checked: set[type] = set()
+
+    def view(self, environ: Mapping[str, Any]) -> SessionView:
+        """msal_wsgi's view of this request's session, or :class:`NoSession`."""
+        session = environ.get(self._key)
+        if session is None:
+            raise NoSession(cookie_only=False)
+        kind = type(session)
+        if kind not in self._kinds_checked:  # the store behind a session object does not change
+            with _store("could not be loaded"):
+                cookie_only = _cookie_only(session)
+            if cookie_only:
+                raise NoSession(cookie_only=True)
+            self._kinds_checked.add(kind)
+        return SessionView(session, self._fingerprint)
 
 
 def _cookie_only(session: Any) -> bool:

@@ -81,6 +81,9 @@ EVENTS: Mapping[str, Event] = {
 }
 
 
+_HOOK_ONLY = frozenset(name for name, event in EVENTS.items() if event.level is None)
+
+
 class _Facts(dict):  # type: ignore[type-arg]
     """Facts as the message shows them: sequences space-separated, absent ones empty."""
 
@@ -99,6 +102,8 @@ class Events:
 
     def __call__(self, name: str, *, level: int | None = None, **facts: Any) -> None:
         """Tell event ``name`` with its ``facts``; ``level`` overrides the table's."""
+        if self._hook is None and name in _HOOK_ONLY:
+            return  # the hot path: nothing to log, nobody to tell
         event = EVENTS[name]
         if level is None:
             level = event.level(facts) if callable(event.level) else event.level

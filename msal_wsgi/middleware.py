@@ -75,6 +75,9 @@ class MsalMiddleware:
         self._sign_in = SignInFlow(settings, self._client, self._router, self._events, fingerprint)
         self._tokens = TokenSource(self._client, settings.session_lock, self._events)
         self._callback_path = settings.callback_path
+        self._login_path = settings.login_path
+        self._remote_user_claim = settings.remote_user_claim
+        self._logout_path = settings.logout_path
         self._sessions = None if settings.session_options is None else InstalledSessions(
             self, settings.session_options, self._session_not_saved)
         self._warned_no_session = False
@@ -82,20 +85,21 @@ class MsalMiddleware:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if self._sessions is not None and INSTALLED not in environ:
             return self._sessions(environ, start_response)  # Beaker, which calls back here
-        request = Request(environ)
-        path = request.path_info or "/"
-        if request.script_name + path == self._callback_path:
-            answer = self._answer(self._sign_in.callback, request)
-        elif path == self.settings.login_path:
-            answer = self._answer(self._sign_in.start, request)
-        elif path == self.settings.logout_path:
-            answer = self._answer(self._sign_in.sign_out, request)
+        path = environ.get("PATH_INFO") or "/"  # as the server decoded it; WebOb's would raise on non-UTF-8
+        args: tuple[Any, ...] = ()
+        if environ.get("SCRIPT_NAME", "") + path == self._callback_path:
+            handler: Handler = self._sign_in.callback
+        elif path == self._login_path:
+            handler = self._sign_in.start
+        elif path == self._logout_path:
+            handler = self._sign_in.sign_out
         else:
             match = self._router.match(path)
             if match is None:
                 return self.app(environ, start_response)  # public: passed through untouched
-            answer = self._answer(self._protected, request, match[1])
-        return self._run(answer, request, start_response)
+            handler, args = self._protected, (match[1],)
+        request = Request(environ)
+        return self._run(self._answer(handler, request, *args), request, start_response)
 
     def _protected(self, request: Request, rule: Protect) -> WSGIApplication:
         """A protected path: the app with the user and a token in the environ, or a sign-in challenge."""
@@ -116,7 +120,7 @@ class MsalMiddleware:
         environ[ROUTE] = rule
         environ[MIDDLEWARE] = self
         environ[ACQUIRE_TOKEN] = Acquirer(self._tokens, view, user)
-        environ["REMOTE_USER"] = user.user.remote_user(self.settings.remote_user_claim)
+        environ["REMOTE_USER"] = user.user.remote_user(self._remote_user_claim)
         return self.app
 
     def start_sign_in(self, environ: WSGIEnvironment, *, claims_challenge: str | None = None,

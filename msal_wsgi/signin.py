@@ -19,7 +19,7 @@ from webob import Request, Response
 from webob.exc import HTTPFound
 
 from ._msal import IdentityClient
-from ._session import SessionView, open_view
+from ._session import Sessions, SessionView
 from .errors import InteractionRequired, MsalWsgiError, ProviderUnavailable, ResponseRejected
 from .events import INTERACTION_REQUIRED, SIGN_IN_COMPLETED, SIGN_IN_FAILED, SIGN_IN_STARTED, SIGN_OUT, Events
 from .redirects import safe_next
@@ -125,11 +125,11 @@ class SignInFlow:
         self._client = client
         self._router = router
         self._events = events
-        self._fingerprint = fingerprint
+        self._sessions = Sessions(settings.session_key, fingerprint)
 
     def view(self, request: Request) -> SessionView:
         """msal_wsgi's view of the request's session (:class:`~msal_wsgi._session.NoSession` without one)."""
-        return open_view(request.environ, self._settings.session_key, self._fingerprint)
+        return self._sessions.view(request.environ)
 
     def safe_next(self, request: Request, value: str | None) -> str:
         """``value`` when it is safe to redirect to, else this app's root."""
