@@ -276,8 +276,8 @@ class IdentityClient:
         return self._http.discovery.get("end_session_endpoint")
 
     def check(self) -> dict[str, Any]:
-        """Load the authority's configuration now; returns the discovery document."""
-        self._msal  # noqa: B018
+        """Load the authority's configuration now and check it fits the settings; returns the discovery document."""
+        self.provider  # noqa: B018
         return dict(self._http.discovery)
 
     def credential_problem(self) -> str | None:

@@ -177,6 +177,18 @@ def test_rp_discovery_issuer_not_matching_config_starts_no_sign_in(rogue, caplog
     assert rogue.token_requests == []
 
 
+def test_check_says_what_differs_when_discovery_names_another_issuer(rogue):
+    from msal_wsgi.check import main
+
+    rogue.configure(discovery_overrides={"issuer": rogue.issuer + "/other"})
+    out = io.StringIO()
+    env = {"MSAL_CLIENT_ID": rogue.client_id, "MSAL_CLIENT_SECRET": rogue.client_secret,
+           "MSAL_OIDC_AUTHORITY": rogue.issuer, "MSAL_REDIRECT_URI": "http://localhost/auth/callback"}
+    assert main(["check"], env=env, out=out) == 1
+    report = out.getvalue()
+    assert "FAILED" in report and repr(rogue.issuer + "/other") in report and repr(rogue.issuer) in report
+
+
 @pytest.mark.parametrize(("iss", "announced", "reason"), [
     ("https://evil.example/rogue", False, "wrong_iss_parameter"),
     (None, True, "missing_iss_parameter"),
