@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, urlsplit
 
 import msal
 import requests
@@ -129,6 +129,19 @@ class CacheRouter:
         return self._current.get().update_rt(*args, **kwargs)
 
 
+@contextlib.contextmanager
+def _trusted(url: str) -> Iterator[None]:
+    """A TLS verification failure is a misconfiguration (an untrusted CA), not a passing outage."""
+    try:
+        yield
+    except requests.exceptions.SSLError as exc:
+        host = urlsplit(url).netloc
+        reason = "certificate verify failed" if "CERTIFICATE_VERIFY_FAILED" in str(exc) else type(exc).__name__
+        raise ProviderMisconfigured(
+            f"TLS to {host} failed ({reason}): this machine does not trust the provider's certificate; "
+            "point REQUESTS_CA_BUNDLE at the CA bundle that signed it, or fix the provider's certificate") from None
+
+
 class HttpClient:
     """requests with a default timeout, remembering the discovery document msal fetched.
 
@@ -146,7 +159,8 @@ class HttpClient:
 
     def get(self, url: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self._timeout)
-        response = self._session.get(url, **kwargs)
+        with _trusted(url):
+            response = self._session.get(url, **kwargs)
         if url.endswith("/.well-known/openid-configuration") and response.status_code == 200:
             with contextlib.suppress(ValueError):
                 self.discovery = response.json()
@@ -162,7 +176,8 @@ class HttpClient:
             kwargs["data"] = data
             kwargs["headers"] = {**(kwargs.get("headers") or {}),
                                  "Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
-        response = self._session.post(url, **kwargs)
+        with _trusted(url):
+            response = self._session.post(url, **kwargs)
         if (response.status_code == 429 or response.status_code >= 500) and isinstance(data, dict) \
                 and data.get("grant_type") == "authorization_code":
             # msal replays a 429/5xx for its Retry-After (5 s without one) under a key meant to

@@ -469,8 +469,19 @@ def _from_ini(settings: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, st
     return values, names
 
 
+#: ``MSAL_*`` variables that are not ours: msal's own.
+FOREIGN_ENV_VARS = frozenset({"MSAL_FORCE_REGION"})
+
+
 def _from_env(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
-    """Typed values from the ``MSAL_*`` variables that are set, and the variable each came from."""
+    """Typed values from the ``MSAL_*`` variables that are set, and the variable each came from.
+
+    An unknown ``MSAL_*`` variable is an error naming the nearest known one: a typo such as
+    ``MSAL_CLIENTID`` would otherwise leave its setting silently unset.
+    """
+    for var in env:
+        if var.startswith(ENV_PREFIX) and var not in ENV_VARS and var not in FOREIGN_ENV_VARS:
+            raise ConfigurationError(var, "is not a msal_wsgi environment variable" + _nearest(var, ENV_VARS))
     values: dict[str, Any] = {}
     names: dict[str, str] = {}
     for var, name in ENV_VARS.items():
