@@ -2,20 +2,25 @@
 
 Reads the ``MSAL_*`` environment variables, or an ini file's msal_wsgi filter section
 (``--ini app.ini`` or ``--ini app.ini#msal``) with the variables overriding it, exactly
-as the PasteDeploy factory does. Then it loads the authority's OpenID configuration
-and has the token endpoint authenticate the client. Prints a summary and exits 0,
-or says what is wrong, naming the setting, and exits 1.
+as the PasteDeploy factory does, or the app configured in Python (``check myapp:app``,
+which is imported). It checks that server-side sessions are in front of msal_wsgi
+(the ini's pipeline, or the SessionMiddleware around it), loads the authority's
+OpenID configuration (its issuer must be the configured one), asks the authorize
+endpoint whether it knows the redirect URI, and has the token endpoint
+authenticate the client. Prints a summary and exits 0, or says what is wrong,
+naming the setting, and exits 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import configparser
+import importlib
 import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from ._msal import IdentityClient
 from .errors import ConfigurationError, ProviderUnavailable
@@ -36,10 +41,17 @@ def main(argv: list[str] | None = None, *, env: Mapping[str, str] | None = None,
     check = commands.add_parser("check", help="validate a configuration and reach its authority",
                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     check.add_argument("--ini", metavar="PATH[#SECTION]", help="read the msal_wsgi filter section of an ini file")
+    check.add_argument("app", nargs="?", metavar="MODULE:APP",
+                       help="the WSGI application, configured in Python: msal_wsgi and its sessions are found in it")
     args = parser.parse_args(argv)
     env = os.environ if env is None else env
     try:
-        settings, source = load(args.ini, env)
+        if args.app is not None:
+            settings, source = from_python(args.app)
+        else:
+            settings, source = load(args.ini, env)
+            if args.ini is not None:
+                ini_sessions(Path(args.ini.partition("#")[0]), settings)
         report = verify(settings)
     except (ConfigurationError, ProviderUnavailable, CheckFailed) as exc:
         print(f"msal_wsgi check FAILED\n  {exc}", file=out)
@@ -60,8 +72,7 @@ def load(ini: str | None, env: Mapping[str, str]) -> tuple[Settings, str]:
     return Settings.from_mapping(values, env=env), f"{path} [{section}], MSAL_* variables override it"
 
 
-def ini_section(path: Path, name: str | None) -> tuple[str, dict[str, str]]:
-    """The keys of the msal_wsgi section of a PasteDeploy ini file (``[DEFAULT]`` and ``use`` left out)."""
+def _ini_parser(path: Path) -> configparser.ConfigParser:
     parser = configparser.ConfigParser(defaults={"here": str(path.resolve().parent), "__file__": str(path.resolve())})
     parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep keys' case, as PasteDeploy does
     try:
@@ -69,6 +80,12 @@ def ini_section(path: Path, name: str | None) -> tuple[str, dict[str, str]]:
             parser.read_file(f)
     except (OSError, configparser.Error) as exc:
         raise CheckFailed(f"cannot read {path}: {exc}") from None
+    return parser
+
+
+def ini_section(path: Path, name: str | None) -> tuple[str, dict[str, str]]:
+    """The keys of the msal_wsgi section of a PasteDeploy ini file (``[DEFAULT]`` and ``use`` left out)."""
+    parser = _ini_parser(path)
     if name is not None:
         candidates = [s for s in (f"filter:{name}", name) if parser.has_section(s)]
         if not candidates:
@@ -88,6 +105,101 @@ def ini_section(path: Path, name: str | None) -> tuple[str, dict[str, str]]:
     return section, values
 
 
+_BEAKER_FILTERS = ("egg:Beaker#beaker_session", "egg:beaker#beaker_session", "call:beaker.middleware:session_filter_factory",
+                   "egg:Beaker", "egg:beaker")
+
+
+def ini_sessions(path: Path, settings: Settings) -> None:
+    """The ini's pipeline puts server-side sessions in front of msal_wsgi, or msal_wsgi installs them itself."""
+    if settings.session_options is not None:
+        return  # session.* keys in msal_wsgi's own section: validated with the settings
+    parser = _ini_parser(path)
+    for section in parser.sections():
+        if not section.startswith("pipeline:"):
+            continue
+        names = parser.get(section, "pipeline", fallback="").split()
+        msal = [i for i, name in enumerate(names)
+                if parser.get(f"filter:{name}", "use", raw=True, fallback="") in _ENTRY_POINTS]
+        if not msal:
+            continue
+        before = names[:msal[0]]
+        sessions = [name for name in before
+                    if parser.get(f"filter:{name}", "use", raw=True, fallback="") in _BEAKER_FILTERS]
+        if not sessions:
+            raise CheckFailed(f"{path} [{section}]: no session filter before msal_wsgi ({' '.join(names)}); put a "
+                              "Beaker filter (use = egg:Beaker#beaker_session) first, or session.* keys in "
+                              "msal_wsgi's section")
+        kind = parser.get(f"filter:{sessions[-1]}", "session.type", fallback="memory")
+        if kind == "cookie":
+            raise CheckFailed(f"{path} [filter:{sessions[-1]}]: session.type = cookie cannot hold a token cache; "
+                              "use file, ext:redis or ext:database")
+        return
+
+
+def from_python(spec: str) -> tuple[Settings, str]:
+    """The settings of the MsalMiddleware inside the WSGI app ``module:name``; its sessions are checked too."""
+    from beaker.middleware import SessionMiddleware
+
+    from .middleware import MsalMiddleware
+
+    module, _, name = spec.partition(":")
+    try:
+        sys.path.insert(0, os.getcwd())
+        obj: Any = importlib.import_module(module)
+        for part in (name or "application").split("."):
+            obj = getattr(obj, part)
+    except Exception as exc:  # noqa: BLE001 - an import runs the user's code: report whatever it raised
+        raise CheckFailed(f"cannot load {spec!r} (write module:variable, e.g. myapp:app): "
+                          f"{type(exc).__name__}: {exc}") from None
+    sessions = None
+    for _ in range(32):  # middleware wrapping middleware: follow the usual attributes inwards
+        if isinstance(obj, MsalMiddleware):
+            break
+        if isinstance(obj, SessionMiddleware):
+            sessions = obj
+        obj = next((getattr(obj, a) for a in ("wsgi_app", "app", "wrap_app", "application", "_app")
+                    if getattr(obj, a, None) is not None), None)
+    if not isinstance(obj, MsalMiddleware):
+        raise CheckFailed(f"{spec} holds no MsalMiddleware (looked through wsgi_app, app, wrap_app, application)")
+    settings = obj.settings
+    if settings.session_options is None:
+        if sessions is None:
+            raise CheckFailed(f"{spec}: no Beaker SessionMiddleware around msal_wsgi; wrap it, e.g. "
+                              "SessionMiddleware(app, {'session.type': 'file', ...}), or set session_options")
+        if str(sessions.options.get("type", "memory")) == "cookie":
+            raise CheckFailed(f"{spec}: the SessionMiddleware around msal_wsgi stores sessions in cookies, which "
+                              "cannot hold a token cache; use session.type file, ext:redis or ext:database")
+    return settings, f"the MsalMiddleware in {spec}"
+
+
+def probe_redirect_uri(settings: Settings, discovery: Mapping[str, Any]) -> None:
+    """Ask the authorize endpoint whether it knows ``redirect_uri``, where the provider tells.
+
+    A provider checks the redirect URI before anything else and shows an error page, rather than
+    redirecting, when it is not registered (oidc-provider: ``invalid_redirect_uri``; Entra ID: AADSTS50011).
+    """
+    import requests
+
+    endpoint = discovery.get("authorization_endpoint")
+    if not isinstance(endpoint, str):
+        return
+    params = {"client_id": settings.client_id, "redirect_uri": settings.redirect_uri, "response_type": "code",
+              "scope": "openid", "state": "msal-wsgi-check", "nonce": "msal-wsgi-check",
+              "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "code_challenge_method": "S256",
+              "response_mode": settings.response_mode}
+    try:
+        answer = requests.get(endpoint, params=params, allow_redirects=False, timeout=settings.http_timeout)
+    except requests.RequestException as exc:
+        raise CheckFailed(f"the authorize endpoint {endpoint} cannot be reached: {type(exc).__name__}") from None
+    text = answer.text[:20000].lower()
+    if answer.is_redirect or (answer.status_code < 400 and "aadsts50011" not in text):
+        return
+    if "redirect_uri" in text or "redirect uri" in text or "aadsts50011" in text:
+        raise CheckFailed(f"msal_wsgi setting 'redirect_uri': the provider refuses {settings.redirect_uri!r} "
+                          f"for client {settings.client_id!r} (HTTP {answer.status_code}); register it with the "
+                          "app, exactly as written")
+
+
 def verify(settings: Settings) -> str:
     """Reach the authority and authenticate the client; the summary, or :class:`CheckFailed`."""
     setting = "authority" if settings.authority else "oidc_authority"
@@ -101,6 +213,7 @@ def verify(settings: Settings) -> str:
     if modes and settings.response_mode not in modes:
         raise CheckFailed(f"msal_wsgi setting 'response_mode': the provider supports {modes}, "
                           f"not {settings.response_mode!r}")
+    probe_redirect_uri(settings, discovery)
     problem = client.credential_problem()
     if problem:
         secret = "client_credential (MSAL_CLIENT_SECRET or MSAL_CLIENT_CERTIFICATE)"
