@@ -28,8 +28,8 @@ from webtest import TestApp
 
 from devprovider import DevProvider
 from msal_wsgi import MsalMiddleware, Protect, Settings
-from msal_wsgi.errors import ResponseRejected
 from msal_wsgi._msal import IdentityClient
+from msal_wsgi.errors import ResponseRejected
 
 READ = "api://rogue/read"
 
@@ -50,9 +50,9 @@ def rp_app(rogue: MisbehavingProvider, **overrides: Any) -> TestApp:
     """echo_app behind msal_wsgi signing in at ``rogue``, with Beaker memory sessions."""
     from beaker.middleware import SessionMiddleware
 
-    options: dict[str, Any] = dict(client_id=rogue.client_id, client_secret=rogue.client_secret,
-                                   oidc_authority=rogue.issuer, redirect_uri="http://localhost/auth/callback",
-                                   protect={"/todos": Protect(read=[READ])})
+    options: dict[str, Any] = {"client_id": rogue.client_id, "client_secret": rogue.client_secret,
+                               "oidc_authority": rogue.issuer, "redirect_uri": "http://localhost/auth/callback",
+                               "protect": {"/todos": Protect(read=[READ])}}
     options.update(overrides)
     middleware = MsalMiddleware(echo_app, **options)
     return TestApp(SessionMiddleware(middleware, {"session.type": "memory", "session.key": "sid",

@@ -6,16 +6,16 @@ No provider is needed: nothing here reaches the network.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
 from msal_wsgi import ConfigurationError, MsalMiddleware, Protect, Settings
 from msal_wsgi.settings import ENV_VARS
 
-GOOD = dict(client_id="id", client_secret="secret", oidc_authority="https://id.example/realm",
-            redirect_uri="https://app.example/auth/callback")
 INI = {"client_id": "id", "client_secret": "secret", "oidc_authority": "https://id.example/realm",
        "redirect_uri": "https://app.example/auth/callback"}
+GOOD: dict[str, Any] = dict(INI)
 
 
 def app(environ, start_response):
