@@ -13,7 +13,7 @@ and acquire access tokens for the web APIs your WSGI app calls.
 """
 
 from . import events
-from ._environ import ACQUIRE_TOKEN, MIDDLEWARE, ROUTE, TOKEN, USER
+from ._environ import ACQUIRE_TOKEN, CURRENT_USER, MIDDLEWARE, ROUTE, TOKEN, USER
 from .calling import BearerAuth, claims_challenge
 from .errors import (
     ConfigurationError,
@@ -32,6 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ACQUIRE_TOKEN",
+    "CURRENT_USER",
     "MIDDLEWARE",
     "ROUTE",
     "TOKEN",

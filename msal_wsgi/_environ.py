@@ -18,6 +18,9 @@ ACQUIRE_TOKEN = PREFIX + "acquire_token"
 ROUTE = PREFIX + "route"
 #: The middleware itself, so the app can build sign-in/sign-out links and challenges.
 MIDDLEWARE = PREFIX + "middleware"
+#: ``current_user() -> User | None``, on every path: who is signed in, without asking anyone to
+#: sign in. The session is read only when it is called, so public pages that do not ask cost nothing.
+CURRENT_USER = PREFIX + "current_user"
 
 # Session keys: everything msal_wsgi keeps in the session lives under these.
 SESSION_CACHE = PREFIX + "token_cache"

@@ -5,14 +5,15 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterable
+from functools import partial
 from typing import Any, Callable
 
 from webob import Request, Response
 
 from ._beaker import INSTALLED, InstalledSessions
-from ._environ import ACQUIRE_TOKEN, MIDDLEWARE, ROUTE, TOKEN, USER
+from ._environ import ACQUIRE_TOKEN, CURRENT_USER, MIDDLEWARE, ROUTE, TOKEN, USER
 from ._msal import IdentityClient
-from ._session import NoSession
+from ._session import NoSession, Sessions
 from ._wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 from .errors import (
     CredentialRejected,
@@ -22,6 +23,7 @@ from .errors import (
     SessionUnavailable,
 )
 from .events import CREDENTIAL_REJECTED, PROVIDER_MISCONFIGURED, PROVIDER_UNAVAILABLE, SESSION_UNAVAILABLE, Events
+from .identity import User
 from .responses import error_page, json_error, wants_redirect
 from .routing import Router
 from .settings import Protect, Settings
@@ -37,6 +39,8 @@ RETRY_AFTER = 30
 Handler = Callable[..., WSGIApplication]
 #: The failures answered with a page or JSON (see ``_failure``).
 _HANDLED = (SignInFailed, InteractionRequired, NoSession, UnicodeDecodeError, SessionUnavailable, ProviderUnavailable)
+#: Those the wrapped app may raise through msal_wsgi's environ (acquire_token, current_user): its own errors are its own.
+_OURS_FROM_THE_APP = (InteractionRequired, NoSession, SessionUnavailable, ProviderUnavailable)
 
 
 class MsalMiddleware:
@@ -72,19 +76,20 @@ class MsalMiddleware:
         # Users signed in under another client, authority or tenant list read as signed out.
         fingerprint = hashlib.sha256(f"{settings.client_id}|{settings.authority or settings.oidc_authority}|"
                                      f"{' '.join(settings.allowed_tenants)}".encode()).hexdigest()[:16]
-        self._sign_in = SignInFlow(settings, self._client, self._router, self._events, fingerprint)
+        self._sessions = Sessions(settings.session_key, fingerprint)
+        self._sign_in = SignInFlow(settings, self._client, self._router, self._events, self._sessions)
         self._tokens = TokenSource(self._client, settings.session_lock, self._events)
         self._callback_path = settings.callback_path
         self._login_path = settings.login_path
         self._remote_user_claim = settings.remote_user_claim
         self._logout_path = settings.logout_path
-        self._sessions = None if settings.session_options is None else InstalledSessions(
+        self._beaker = None if settings.session_options is None else InstalledSessions(
             self, settings.session_options, self._session_not_saved)
         self._warned_no_session = False
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if self._sessions is not None and INSTALLED not in environ:
-            return self._sessions(environ, start_response)  # Beaker, which calls back here
+        if self._beaker is not None and INSTALLED not in environ:
+            return self._beaker(environ, start_response)  # Beaker, which calls back here
         path = environ.get("PATH_INFO") or "/"  # as the server decoded it; WebOb's would raise on non-UTF-8
         args: tuple[Any, ...] = ()
         if environ.get("SCRIPT_NAME", "") + path == self._callback_path:
@@ -95,11 +100,12 @@ class MsalMiddleware:
             handler = self._sign_in.sign_out
         else:
             match = self._router.match(path)
-            if match is None:
-                return self.app(environ, start_response)  # public: passed through untouched
+            if match is None:  # public: passed through, the session untouched unless the app asks
+                environ[CURRENT_USER] = partial(self._current_user, environ)
+                return self._run(self.app, environ, start_response)
             handler, args = self._protected, (match[1],)
         request = Request(environ)
-        return self._run(self._answer(handler, request, *args), request, start_response)
+        return self._run(self._answer(handler, request, *args), environ, start_response)
 
     def _protected(self, request: Request, rule: Protect) -> WSGIApplication:
         """A protected path: the app with the user and a token in the environ, or a sign-in challenge."""
@@ -120,6 +126,7 @@ class MsalMiddleware:
         environ[ROUTE] = rule
         environ[MIDDLEWARE] = self
         environ[ACQUIRE_TOKEN] = Acquirer(self._tokens, view, user)
+        environ[CURRENT_USER] = partial(self._current_user, environ)
         environ["REMOTE_USER"] = user.user.remote_user(self._remote_user_claim)
         return self.app
 
@@ -150,7 +157,12 @@ class MsalMiddleware:
         except _HANDLED as exc:
             return self._failure(request, exc)
 
-    def _run(self, answer: WSGIApplication, request: Request, start_response: StartResponse) -> Iterable[bytes]:
+    def _current_user(self, environ: WSGIEnvironment) -> User | None:
+        stored = self._sessions.view(environ).user()
+        return None if stored is None else stored.user
+
+    def _run(self, answer: WSGIApplication, environ: WSGIEnvironment, start_response: StartResponse
+             ) -> Iterable[bytes]:
         """Call ``answer`` (a Response, or the wrapped app); a failure of ours it raises before it
         starts the response (``acquire_token`` in the app, say) is answered like a handler's."""
         started = False
@@ -161,11 +173,11 @@ class MsalMiddleware:
             return start_response(status, headers, exc_info)
 
         try:
-            return answer(request.environ, start)
-        except _HANDLED as exc:
+            return answer(environ, start)
+        except _OURS_FROM_THE_APP as exc:
             if started:
                 raise
-            return self._failure(request, exc)(request.environ, start_response)
+            return self._failure(Request(environ), exc)(environ, start_response)
 
     def _failure(self, request: Request, exc: Exception) -> Response:
         """The answer to one of the failures in ``_HANDLED``; others are not ours to answer."""

@@ -116,16 +116,16 @@ class SignInFlow:
     :param client: msal, for starting sign-ins and redeeming codes.
     :param router: which prefix a ``next`` page falls under, for the scopes to ask.
     :param events: where sign-in events are told.
-    :param fingerprint: names this client and authority in the session.
+    :param sessions: finds each request's session.
     """
 
     def __init__(self, settings: Settings, client: IdentityClient, router: Router, events: Events,
-                 fingerprint: str) -> None:
+                 sessions: Sessions) -> None:
         self._settings = settings
         self._client = client
         self._router = router
         self._events = events
-        self._sessions = Sessions(settings.session_key, fingerprint)
+        self._sessions = sessions
 
     def view(self, request: Request) -> SessionView:
         """msal_wsgi's view of the request's session (:class:`~msal_wsgi._session.NoSession` without one)."""
