@@ -13,7 +13,7 @@ import logging
 import time
 from enum import Enum
 from typing import Any, NamedTuple
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from webob import Request, Response
 from webob.exc import HTTPFound
@@ -182,10 +182,11 @@ class SignInFlow:
         if request.method not in ("GET", "POST"):
             return error_page(405, "Method not allowed", "The sign-in callback accepts GET and POST.")
         params = self._response_parameters(request)
-        if request.method == "POST" and request.POST.get(REPOST_FIELD) != "1":
+        if request.method == "POST" and params.pop(REPOST_FIELD, None) != "1":
             # A form_post arrives cross-site, without the SameSite=Lax session cookie:
             # send it on again from this site without touching the session.
             return repost_page(request.script_name + request.path_info, dict(params, **{REPOST_FIELD: "1"}))
+        params.pop(REPOST_FIELD, None)
         view = self.view(request)
         state = params.get("state", "")
         pending, expired_next = view.pop_flow(state, ttl=self._settings.sign_in_timeout) if state else (None, None)
@@ -214,19 +215,30 @@ class SignInFlow:
         return HTTPFound(location=pending["next"])
 
     def _response_parameters(self, request: Request) -> dict[str, str]:
-        """The authorization response's parameters: each at most once and within its length limit."""
+        """The authorization response's parameters: each at most once and within its length limit.
+
+        A ``form_post`` response is an ``application/x-www-form-urlencoded`` body (OAuth 2.0 Form
+        Post Response Mode §2); it is read here, at most :data:`MAX_CALLBACK_BODY` bytes whether or
+        not it announces its length (chunked), and decoded as strict UTF-8: anything else is refused.
+        """
         if request.method == "POST":
+            if request.content_type != "application/x-www-form-urlencoded":
+                raise SignInFailed(SignInFailure.MALFORMED_RESPONSE, "the callback body is not a form "
+                                   f"({request.content_type[:100]!r})")
             if (request.content_length or 0) > MAX_CALLBACK_BODY:
                 raise SignInFailed(SignInFailure.RESPONSE_TOO_LARGE, "callback body over the limit")
-            request.request_body_tempfile_limit = MAX_CALLBACK_BODY  # type: ignore[misc]  # parse in memory
-        source = request.POST if request.method == "POST" else request.GET
+            body = request.body_file.read(MAX_CALLBACK_BODY + 1)
+            if len(body) > MAX_CALLBACK_BODY:
+                raise SignInFailed(SignInFailure.RESPONSE_TOO_LARGE, "callback body over the limit")
+            encoded = body.decode("ascii")  # UnicodeDecodeError: a 400 (raw bytes in a form body)
+        else:
+            encoded = request.environ.get("QUERY_STRING", "")
+        pairs = parse_qsl(encoded, keep_blank_values=True, encoding="utf-8", errors="strict")
         params: dict[str, str] = {}
-        for name, limit in CALLBACK_LIMITS.items():
-            values = source.getall(name)
-            if not values:
+        for name, value in pairs:
+            if name not in CALLBACK_LIMITS and name != REPOST_FIELD:
                 continue
-            value = values[0]
-            if len(values) > 1 or not isinstance(value, str) or len(value) > limit:
+            if name in params or len(value) > CALLBACK_LIMITS.get(name, 1):
                 raise SignInFailed(SignInFailure.MALFORMED_RESPONSE, f"repeated or oversized {name!r}")
             params[name] = value
         return params
