@@ -183,12 +183,33 @@ class SessionView:
         self._sync_accessed()
 
     def flush(self) -> None:
-        """Write the session to the store now, not at the end of the request (Beaker defers it)."""
-        self._save()
-        persist = getattr(self._session, "persist", None)
-        if persist is not None:
+        """Write msal_wsgi's keys to the store now, not at the end of the request (Beaker defers it).
+
+        With Beaker, the stored copy of the session (``get_by_id``) is updated and saved, and the
+        request's session is not marked changed: Beaker does not write it a second time when the
+        response starts, where a store failing in between would be outside msal_wsgi's reach.
+        Other sessions are saved as they can (``save()``, then ``persist()`` if they have one).
+        """
+        get_by_id = getattr(self._session, "get_by_id", None)
+        sid = self.session_id
+        stored = None
+        if get_by_id is not None and sid is not None:
+            with _store("could not be re-read"):
+                stored = get_by_id(sid)
+        if stored is None:  # not Beaker, or never saved yet
+            self._save()
+            persist = getattr(self._session, "persist", None)
+            if persist is not None:
+                with _store("could not be saved"):
+                    persist()
+        else:
             with _store("could not be saved"):
-                persist()
+                for key in ALL_SESSION_KEYS:
+                    if key in self._session:
+                        stored[key] = self._session[key]
+                    else:
+                        stored.pop(key, None)
+                stored.save()
         self._sync_accessed()
 
     def _sync_accessed(self) -> None:
@@ -218,7 +239,7 @@ class SessionView:
         return blob if isinstance(blob, str) else None
 
     def store_token(self, signed_in: StoredUser, token: AccessToken | None, new_cache: str | None) -> None:
-        """Index ``token`` for its scopes and save the new cache, if any: one write."""
+        """Index ``token`` for its scopes and keep the new cache, if any; :meth:`flush` writes them."""
         tokens = dict(signed_in.record["tokens"])
         if token is not None:
             now = time.time()
@@ -229,7 +250,6 @@ class SessionView:
         self._session[SESSION_USER] = dict(signed_in.record, tokens=tokens)
         if new_cache is not None:
             self._session[SESSION_CACHE] = new_cache
-        self._save()
 
     def sign_in(self, redemption: Redemption, state: str, next_url: str) -> None:
         """Replace any previous user with the one of ``redemption``, under a new session id."""
@@ -244,6 +264,7 @@ class SessionView:
         record = {"id": redemption.account_id, "claims": dict(redemption.claims), "fp": self._fingerprint,
                   "tokens": {}}
         self.store_token(StoredUser(record), redemption.token, None)
+        self._save()
 
     def sign_out(self) -> bool:
         """Clear the session under a new id; returns whether someone was signed in."""
