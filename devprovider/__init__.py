@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Callable, Self
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import requests
@@ -33,7 +33,9 @@ __all__ = [
     "DEVPROVIDER_DIR",
     "DevProvider",
     "DevProviderError",
+    "Form",
     "SignInResult",
+    "forms",
     "make_ca",
     "make_client_certificate",
 ]
@@ -127,7 +129,9 @@ class SignInResult:
 
 
 @dataclass
-class _Form:
+class Form:
+    """A form of an HTML page: its ``action`` (as written), ``method`` (lower case), attributes and input fields."""
+
     action: str
     method: str
     attrs: dict[str, str]
@@ -139,13 +143,13 @@ class _FormParser(HTMLParser):
 
     def __init__(self) -> None:
         super().__init__()
-        self.forms: list[_Form] = []
-        self._open: _Form | None = None
+        self.forms: list[Form] = []
+        self._open: Form | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = {name: value or "" for name, value in attrs}
         if tag == "form":
-            self._open = _Form(
+            self._open = Form(
                 values.get("action", ""), values.get("method", "get").lower(), values
             )
             self.forms.append(self._open)
@@ -162,11 +166,16 @@ class _FormParser(HTMLParser):
             self._open = None
 
 
-def _forms(html: str) -> list[_Form]:
+def forms(html: str) -> list[Form]:
+    """The forms of an HTML page, in document order, each with its named ``<input>`` fields."""
     parser = _FormParser()
     parser.feed(html)
     parser.close()
     return parser.forms
+
+
+#: A browser step: (method, absolute URL, form data or None).
+_Step = tuple[str, str, dict[str, str] | None]
 
 
 class DevProvider:
@@ -178,6 +187,9 @@ class DevProvider:
         self.port: int = 0
         self.workdir: Path | None = None
         self.ca_path: Path | None = None
+        #: The TLS server certificate chain and its key (PEM), for a server that must look like this one.
+        self.server_cert_path: Path | None = None
+        self.server_key_path: Path | None = None
         self.client_certificate_path: Path | None = None
         self.log_path: Path | None = None
         self.last_session: requests.Session | None = None
@@ -185,19 +197,27 @@ class DevProvider:
 
     # -- lifecycle -----------------------------------------------------------
 
-    def start(self, workdir: Path | str, port: int = 0, **env: str | int) -> Self:
+    def start(self, workdir: Path | str, port: int = 0, *, tls_of: DevProvider | None = None,
+              **env: str | int) -> Self:
         """Start the provider (port 0: a free one) with extra ``OP_*`` env variables.
 
         Files (CA, certificates, request log, stdout/stderr) go to ``workdir``;
         ``client-cert.pem`` (key and certificate, see :attr:`client_certificate_path`)
-        is the certificate credential of the client ``todo-web-cert``.
+        is the certificate credential of the client ``todo-web-cert``. The TLS
+        server certificate is issued by a new CA, or is that of the running
+        provider ``tls_of``, so that what trusts one trusts both.
         """
         if self.process is not None:
             raise DevProviderError("provider already started")
         ensure_node_modules()
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
-        ca_path, cert_path, key_path = make_ca(workdir)
+        if tls_of is None:
+            ca_path, cert_path, key_path = make_ca(workdir)
+        elif tls_of.ca_path and tls_of.server_cert_path and tls_of.server_key_path:
+            ca_path, cert_path, key_path = tls_of.ca_path, tls_of.server_cert_path, tls_of.server_key_path
+        else:
+            raise DevProviderError("tls_of: that provider is not started")
         client_pem, client_crt = make_client_certificate(workdir)
         log_path = workdir / "op-requests.jsonl"
         log_path.write_text("")
@@ -227,6 +247,7 @@ class DevProvider:
                 stderr=err,
             )
         self.workdir, self.ca_path, self.log_path = workdir, ca_path, log_path
+        self.server_cert_path, self.server_key_path = cert_path, key_path
         self.client_certificate_path = client_pem
         deadline = time.monotonic() + READY_TIMEOUT
         while True:
@@ -317,51 +338,35 @@ class DevProvider:
         """
         browser = session if session is not None else self.browser()
         self.last_session = browser
-        method, url, data = "get", authorize_url, None
         shown: list[str] = []
-        for _ in range(MAX_STEPS):
-            response = browser.request(
-                method, url, data=data, allow_redirects=False, timeout=30
-            )
-            if response.is_redirect:
-                target = urljoin(response.url, response.headers["location"])
-                if not self._is_provider_url(target):
-                    return SignInResult(url=target, form=None, session=browser, prompts=shown)
-                method, url, data = "get", target, None
-                continue
-            forms = (
-                _forms(response.text)
-                if "html" in response.headers.get("content-type", "")
-                else []
-            )
-            if not forms:
+
+        def page(response: requests.Response) -> _Step | SignInResult:
+            found = forms(response.text) if "html" in response.headers.get("content-type", "") else []
+            if not found:
                 raise DevProviderError(
-                    f"unexpected provider answer {response.status_code} for {url}: {response.text[:2000]}"
+                    f"unexpected provider answer {response.status_code} for {response.url}: {response.text[:2000]}"
                 )
-            form = forms[0]
+            form = found[0]
             action = urljoin(response.url, form.action)
             prompt = form.fields.get("prompt")
-            if prompt in ("login", "consent"):
-                shown.append(prompt)
             if prompt == "login":
-                method, url, data = (
-                    "post",
-                    action,
-                    {"prompt": "login", "login": login, "password": "x"},
-                )
-            elif prompt == "consent":
-                method, url, data = "post", action, {"prompt": "consent"}
-            elif not self._is_provider_url(action):
+                shown.append(prompt)
+                return "post", action, {"prompt": "login", "login": login, "password": "x"}
+            if prompt == "consent":
+                shown.append(prompt)
+                return "post", action, {"prompt": "consent"}
+            if not self._is_provider_url(action):
                 return SignInResult(url=action, form=dict(form.fields), session=browser, prompts=shown)
-            elif _AUTO_SUBMIT in response.text:
+            if _AUTO_SUBMIT in response.text:
                 # The provider's own self-submitting form, e.g. ending the session of
                 # the previous user when another one signs in (prompt=login).
-                method, url, data = form.method, action, dict(form.fields)
-            else:
-                raise DevProviderError(
-                    f"unexpected provider page at {url}: {response.text[:2000]}"
-                )
-        raise DevProviderError(f"sign-in did not finish in {MAX_STEPS} steps")
+                return form.method, action, dict(form.fields)
+            raise DevProviderError(f"unexpected provider page at {response.url}: {response.text[:2000]}")
+
+        answer = self._browse(browser, authorize_url, page, "sign-in")
+        if isinstance(answer, str):  # redirected to the redirect_uri: the query response mode
+            return SignInResult(url=answer, form=None, session=browser, prompts=shown)
+        return answer
 
     def end_session(self, url: str, *, session: requests.Session | None = None) -> str:
         """Open an end-session URL, confirm "Yes, sign me out", return where it leads.
@@ -370,31 +375,44 @@ class DevProvider:
         the post_logout_redirect_uri location (or the provider's success page
         URL when none was requested).
         """
-        browser = session or self.last_session or self.browser()
-        method, data = "get", None
-        for _ in range(MAX_STEPS):
-            response = browser.request(
-                method, url, data=data, allow_redirects=False, timeout=30
+
+        def page(response: requests.Response) -> _Step | str:
+            logout = [f for f in forms(response.text) if f.attrs.get("id") == "op.logoutForm"]
+            if response.status_code == 200 and logout:
+                return "post", urljoin(response.url, logout[0].action), {**logout[0].fields, "logout": "yes"}
+            if response.status_code == 200:
+                return response.url
+            raise DevProviderError(
+                f"unexpected provider answer {response.status_code} for {response.url}: {response.text[:2000]}"
             )
+
+        answer = self._browse(session or self.last_session or self.browser(), url, page, "end-session")
+        assert isinstance(answer, str)
+        return answer
+
+    def _browse(self, browser: requests.Session, url: str,
+                page: Callable[[requests.Response], Any], what: str) -> Any:
+        """GET ``url`` and go on as a browser would, at most MAX_STEPS requests.
+
+        Redirects inside the provider are followed; a redirect out of it ends the
+        walk with its absolute target. Any other answer goes to ``page``, which
+        returns the next step ``(method, url, data)`` or the walk's result.
+        """
+        step: _Step = ("get", url, None)
+        for _ in range(MAX_STEPS):
+            method, url, data = step
+            response = browser.request(method, url, data=data, allow_redirects=False, timeout=30)
             if response.is_redirect:
                 target = urljoin(response.url, response.headers["location"])
                 if not self._is_provider_url(target):
                     return target
-                method, url, data = "get", target, None
+                step = ("get", target, None)
                 continue
-            logout = [
-                f for f in _forms(response.text) if f.attrs.get("id") == "op.logoutForm"
-            ]
-            if response.status_code == 200 and logout:
-                method, data = "post", {**logout[0].fields, "logout": "yes"}
-                url = urljoin(response.url, logout[0].action)
-                continue
-            if response.status_code == 200:
-                return response.url
-            raise DevProviderError(
-                f"unexpected provider answer {response.status_code} for {url}: {response.text[:2000]}"
-            )
-        raise DevProviderError(f"end-session did not finish in {MAX_STEPS} steps")
+            answer = page(response)
+            if not isinstance(answer, tuple):
+                return answer
+            step = answer
+        raise DevProviderError(f"{what} did not finish in {MAX_STEPS} steps")
 
     def revoke(
         self,
