@@ -1,10 +1,12 @@
-"""Shared fixtures: one real OpenID Connect provider for the whole test session."""
+"""Shared fixtures: one real OpenID Connect provider for the whole test session, and one behind a fault injector."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
+from support.faults import FaultyProxy
+from support.servers import trusted_provider
 
 from devprovider import DevProvider
 
@@ -12,14 +14,29 @@ from devprovider import DevProvider
 @pytest.fixture(scope="session")
 def devprovider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevProvider]:
     """panva's oidc-provider on loopback over TLS; REQUESTS_CA_BUNDLE points requests at its CA."""
-    with (
-        DevProvider().start(tmp_path_factory.mktemp("devprovider")) as provider,
-        pytest.MonkeyPatch.context() as patch,
-    ):
-        patch.setenv("REQUESTS_CA_BUNDLE", str(provider.ca_path))
+    with trusted_provider(tmp_path_factory.mktemp("devprovider")) as provider:
         yield provider
 
 
 @pytest.fixture
 def provider(devprovider: DevProvider) -> DevProvider:
     return devprovider
+
+
+@pytest.fixture(scope="session")
+def faulty_proxy(devprovider: DevProvider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultyProxy]:
+    with FaultyProxy(devprovider, tmp_path_factory.mktemp("faulty-provider")) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def proxy(faulty_proxy: FaultyProxy) -> Iterator[FaultyProxy]:
+    """A provider behind a fault-injecting proxy (support.faults): sign in with ``proxy.provider``.
+
+    No fault and the provider's own discovery document at the start; both are reset after the test.
+    """
+    faulty_proxy.fault = None
+    faulty_proxy.discovery_overrides = {}
+    yield faulty_proxy
+    faulty_proxy.fault = None
+    faulty_proxy.discovery_overrides = {}

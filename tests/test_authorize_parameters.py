@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlsplit
-
 import pytest
-from support.apps import make_testapp, return_to_app, sign_in
+from support.apps import TODO_READ, make_testapp, return_to_app, sign_in
+from support.urls import query_of
 
 
 def authorize_query(response):
+    """The parameters of the authorize URL a sign-in redirect goes to."""
     assert response.status_int == 302, response
-    return {name: values[0] for name, values in parse_qs(urlsplit(response.location).query).items()}
+    return query_of(response.location)
 
 
 def test_prompt_and_domain_hint_settings_reach_the_authorize_url(provider):
@@ -64,7 +64,7 @@ def test_prompt_consent_asks_for_consent_again(provider):
     app = make_testapp(provider, prompt="consent")
     result = provider.sign_in(app.get("/todos").location, login="carol", session=provider.last_session)
     assert result.prompts == ["consent"]
-    assert return_to_app(app, result).follow().json["token"]["scopes"] == ["api://todo/ToDoList.Read"]
+    assert return_to_app(app, result).follow().json["token"]["scopes"] == [TODO_READ]
 
 
 def test_hints_pass_through_a_real_provider_sign_in(provider):

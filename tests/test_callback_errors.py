@@ -1,13 +1,18 @@
-"""Every way a callback can go wrong ends on a clear 4xx page with a way forward, never a 500."""
+"""Every way a callback can go wrong ends on a clear 4xx page with a way forward, never a 500.
+
+The state is single use, bound to the browser's session, and checked before the
+code is redeemed; a replay of a sign-in that completed moves on to its page.
+"""
 
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlsplit
+import time
+from urllib.parse import urlencode, urlsplit
 
 import pytest
-
-from support.apps import complete_sign_in, make_testapp, sign_in
+from support.apps import OFFLINE_ISSUER, browser_of, complete_sign_in, make_testapp, repost_form, sign_in
+from support.urls import query_of
 
 
 def _assert_restart_page(answer, status):
@@ -17,11 +22,15 @@ def _assert_restart_page(answer, status):
     assert answer.headers["Cache-Control"] == "no-store"
 
 
+def _query_sign_in(app, provider, path="/todos"):
+    """Start a sign-in at ``path`` and sign in at the provider: the callback's parameters (query mode)."""
+    return provider.sign_in(app.get(path).location).params
+
+
 @pytest.mark.parametrize("error,status", [("access_denied", 403), ("server_error", 400), ("invalid_scope", 400)])
 def test_provider_error_is_shown_and_logged(provider, caplog, error, status):
     app = make_testapp(provider)
-    start = app.get("/todos")
-    state = dict(p.split("=", 1) for p in urlsplit(start.location).query.split("&"))["state"]
+    state = query_of(app.get("/todos").location)["state"]
     with caplog.at_level(logging.WARNING, logger="msal_wsgi"):
         answer = app.get("/auth/callback", {"error": error, "error_description": "<b>nope</b>", "state": state},
                          expect_errors=True)
@@ -43,67 +52,118 @@ def test_unknown_state_is_refused_before_any_redemption(provider):
 def test_expired_state_is_refused(provider):
     app = make_testapp(provider, sign_in_timeout=1)
     start = app.get("/todos")
-    import time
-
     time.sleep(1.5)
     _assert_restart_page(complete_sign_in(app, provider, start), 400)
 
 
-def test_replayed_callback_after_sign_out_is_refused(provider):
-    app = make_testapp(provider, response_mode="query")
-    start = app.get("/todos")
-    result = provider.sign_in(start.location)
-    app.get("/auth/callback", dict(result.params)).follow()
-    app.get("/auth/logout")
+def test_pending_sign_ins_are_bounded_dropping_the_oldest(provider):
+    app = make_testapp(provider, max_pending_sign_ins=2)
+    oldest = app.get("/todos/1")
+    app.get("/todos/2")
+    app.get("/todos/3")
     mark = provider.mark()
-    answer = app.get("/auth/callback", dict(result.params), expect_errors=True)
-    _assert_restart_page(answer, 400)
+    _assert_restart_page(complete_sign_in(app, provider, oldest), 400)
     assert provider.token_requests_since(mark) == []
+
+
+def test_repeated_code_or_state_is_rejected_without_redeeming(provider):
+    app = make_testapp(provider, response_mode="query")
+    params = _query_sign_in(app, provider)
+    mark = provider.mark()
+    for name in ("code", "state"):
+        query = urlencode([*params.items(), (name, "other")])
+        answer = app.get("/auth/callback?" + query, status=400)
+        assert "malformed" in answer.text
+    assert provider.token_requests_since(mark) == []
+    assert app.get("/auth/callback", params).status_int == 302  # the state was not consumed by the refusals
+
+
+def test_state_from_another_browser_is_refused_without_redeeming(provider):
+    victim = make_testapp(provider, response_mode="query")
+    params = _query_sign_in(victim, provider)
+    attacker = browser_of(victim)  # same server, another cookie jar
+    attacker.get("/todos")
+    mark = provider.mark()
+    attacker.get("/auth/callback", params, status=400)
+    assert provider.token_requests_since(mark) == []
+    assert victim.get("/auth/callback", params).status_int == 302
 
 
 def test_callback_without_a_session_is_refused(provider):
     app = make_testapp(provider, response_mode="query")
-    start = app.get("/todos")
-    result = provider.sign_in(start.location)
+    params = _query_sign_in(app, provider)
     app.reset()  # another browser, or the cookie expired
-    _assert_restart_page(app.get("/auth/callback", dict(result.params), expect_errors=True), 400)
+    _assert_restart_page(app.get("/auth/callback", params, expect_errors=True), 400)
 
 
 def test_callback_without_code_is_refused(provider):
     app = make_testapp(provider)
-    start = app.get("/todos")
-    state = dict(p.split("=", 1) for p in urlsplit(start.location).query.split("&"))["state"]
+    state = query_of(app.get("/todos").location)["state"]
     _assert_restart_page(app.get("/auth/callback", {"state": state}, expect_errors=True), 400)
 
 
 def test_code_the_provider_rejects_is_a_clear_error(provider):
     app = make_testapp(provider, response_mode="query")
-    start = app.get("/todos")
-    result = provider.sign_in(start.location)
-    params = dict(result.params, code="not-a-real-code")
+    params = dict(_query_sign_in(app, provider), code="not-a-real-code")
     _assert_restart_page(app.get("/auth/callback", params, expect_errors=True), 400)
+
+
+def test_replayed_callback_after_sign_out_is_refused(provider):
+    app = make_testapp(provider, response_mode="query")
+    params = _query_sign_in(app, provider)
+    app.get("/auth/callback", params).follow()
+    app.get("/auth/logout")
+    mark = provider.mark()
+    answer = app.get("/auth/callback", params, expect_errors=True)
+    _assert_restart_page(answer, 400)
+    assert provider.token_requests_since(mark) == []
+
+
+def test_back_button_after_sign_in_moves_on_to_the_saved_page(provider):
+    app = make_testapp(provider, response_mode="query")
+    params = _query_sign_in(app, provider, "/todos?page=2")
+    assert app.get("/auth/callback", params).location.endswith("/todos?page=2")
+    mark = provider.mark()
+    again = app.get("/auth/callback", params)  # the state is used up, but this sign-in completed
+    assert again.status_int == 302 and again.location.endswith("/todos?page=2")
+    assert provider.token_requests_since(mark) == []
+
+
+def test_expired_second_tab_after_a_completed_sign_in_moves_on(provider):
+    app = make_testapp(provider, response_mode="query", sign_in_timeout=2)
+    tab_b = _query_sign_in(app, provider, "/todos/b")
+    assert complete_sign_in(app, provider, app.get("/todos/a")).status_int == 302  # tab A signs in
+    time.sleep(2.2)  # tab B's pending sign-in has expired
+    mark = provider.mark()
+    answer = app.get("/auth/callback", tab_b)
+    assert answer.status_int == 302 and answer.location.endswith("/todos/b")
+    assert provider.token_requests_since(mark) == []
+    assert app.get("/todos/b").json["remote_user"] == "alice"
+
+
+@pytest.mark.parametrize(("params", "status"), [
+    ({"error": "access_denied"}, 403),
+    ({"state": "x" * 40, "code": "y"}, 400),
+], ids=["provider-error", "unknown-state"])
+def test_a_bad_callback_does_not_sign_a_signed_in_user_out(provider, params, status):
+    app = make_testapp(provider)
+    sign_in(app, provider)
+    app.get("/auth/callback", params, status=status)
+    assert app.get("/todos").json["remote_user"] == "alice"
 
 
 def test_form_post_is_reposted_from_this_site_without_touching_the_session(provider):
     app = make_testapp(provider)
-    start = app.get("/todos")
-    result = provider.sign_in(start.location)
+    result = provider.sign_in(app.get("/todos").location)
     app.reset()  # the cross-site POST carries no session cookie
     page = app.post(urlsplit(result.url).path, result.form)
     assert "Set-Cookie" not in page.headers
     assert "form-action 'self'" in page.headers["Content-Security-Policy"]
-    assert page.forms["f"]["msal_wsgi_repost"].value == "1"
+    assert repost_form(page.text).fields == {**result.form, "msal_wsgi_repost": "1"}
 
 
-def test_signed_in_user_still_reaches_the_app_after_a_bad_callback(provider):
-    app = make_testapp(provider)
-    sign_in(app, provider)
-    app.get("/auth/callback", {"error": "access_denied"}, expect_errors=True)
-    assert app.get("/todos").json["remote_user"] == "alice"
-
-
-def test_callback_refuses_other_methods_without_touching_the_session(provider):
-    app = make_testapp(provider)
+def test_callback_refuses_other_methods_without_touching_the_session():
+    app = make_testapp(OFFLINE_ISSUER)  # refused before anything reaches a provider
     answer = app.put("/auth/callback?code=x&state=y", expect_errors=True)
     assert answer.status_int == 405 and "Traceback" not in answer.text
     assert "sid" not in app.cookies

@@ -5,25 +5,21 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
-from support.apps import TODO_READ, TODO_WRITE
-from support.environment import msal_env
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+from support.apps import OFFLINE_ISSUER, TODO_READ, TODO_WRITE
+from support.environment import EXAMPLES, msal_env
 
 
 def check(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """Run the command as a user would, with only ``env`` as MSAL_* configuration."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("MSAL_")}
     return subprocess.run([sys.executable, "-m", "msal_wsgi", "check", *args], env={**base, **env},
-                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
 
 
 def test_good_environment_prints_a_summary(provider):
-    result = check(msal_env(provider))
+    result = check(msal_env(provider.issuer))
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert out.startswith("msal_wsgi check OK (MSAL_* environment variables)")
@@ -32,12 +28,16 @@ def test_good_environment_prints_a_summary(provider):
     assert f"/todos  GET/HEAD/OPTIONS: {TODO_READ}; other methods: {TODO_WRITE}" in out
 
 
-def test_ini_section_with_environment_overrides(provider, tmp_path):
-    env = msal_env(provider)
-    del env["MSAL_PROTECT"]  # from the ini
+def test_ini_section_with_environment_overrides(provider):
+    env = msal_env(provider.issuer, protect=None)  # protect from the ini
     result = check(env, "--ini", str(EXAMPLES / "pyramid.ini"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "pyramid.ini [filter:msal]" in result.stdout and f"/todos  GET/HEAD/OPTIONS: {TODO_READ}" in result.stdout
+
+
+def _assert_fails_naming(result: subprocess.CompletedProcess[str], named: str) -> None:
+    assert result.returncode == 1
+    assert result.stdout.startswith("msal_wsgi check FAILED") and named in result.stdout, result.stdout
 
 
 @pytest.mark.parametrize(("change", "named"), [
@@ -45,18 +45,21 @@ def test_ini_section_with_environment_overrides(provider, tmp_path):
     ({"MSAL_REDIRECT_URI": "http://app.example/auth/callback"}, "'MSAL_REDIRECT_URI'"),
     ({"MSAL_PROTECT": "/todos api://todo/ToDoList.Read"}, "'MSAL_PROTECT'"),
     ({"MSAL_OIDC_AUTHORITY": "https://127.0.0.1:9/op"}, "'oidc_authority'"),
+], ids=["missing-client-id", "http-redirect", "malformed-protect", "unreachable-authority"])
+def test_bad_settings_fail_naming_the_setting(change, named):
+    _assert_fails_naming(check({**msal_env(OFFLINE_ISSUER), **change}), named)  # before any provider answers
+
+
+@pytest.mark.parametrize(("change", "named"), [
     ({"MSAL_CLIENT_SECRET": "not-the-secret"}, "client_credential"),
     ({"MSAL_CLIENT_ID": "nobody"}, "'client_id'"),
-], ids=["missing-client-id", "http-redirect", "malformed-protect", "unreachable-authority", "wrong-secret",
-        "unknown-client"])
-def test_bad_settings_fail_naming_the_setting(provider, change, named):
-    result = check({**msal_env(provider), **change})
-    assert result.returncode == 1
-    assert result.stdout.startswith("msal_wsgi check FAILED") and named in result.stdout, result.stdout
+], ids=["wrong-secret", "unknown-client"])
+def test_settings_the_provider_refuses_fail_naming_the_setting(provider, change, named):
+    _assert_fails_naming(check({**msal_env(provider.issuer), **change}), named)
 
 
 def test_wrong_authority_path_is_reported(provider):
-    result = check(msal_env(provider, MSAL_OIDC_AUTHORITY=provider.issuer + "/nope"))
+    result = check(msal_env(provider.issuer + "/nope"))
     assert result.returncode == 1 and "'oidc_authority'" in result.stdout and "Discovery" in result.stdout
 
 
@@ -80,6 +83,6 @@ def test_ini_problems_are_explained(tmp_path, ini, message):
 def test_ini_section_can_be_named(provider, tmp_path):
     path = tmp_path / "app.ini"
     path.write_text("[filter:a]\nuse = egg:msal_wsgi\nprompt = sometimes\n[filter:b]\nuse = egg:msal_wsgi\n")
-    result = check(msal_env(provider), "--ini", f"{path}#a")
+    result = check(msal_env(provider.issuer), "--ini", f"{path}#a")
     assert result.returncode == 1 and "'prompt'" in result.stdout
-    assert check(msal_env(provider), "--ini", f"{path}#b").returncode == 0
+    assert check(msal_env(provider.issuer), "--ini", f"{path}#b").returncode == 0

@@ -6,12 +6,15 @@ import logging
 
 import pytest
 import webtest
+from beaker.middleware import SessionMiddleware
+from support.apps import OFFLINE_ISSUER
+from support.environment import ini_settings
 
 from msal_wsgi import ConfigurationError, MsalMiddleware, Protect, Settings
 from msal_wsgi.settings import parse_protect
 
-GOOD = dict(client_id="id", client_credential="secret", oidc_authority="https://id.example/realm",
-            redirect_uri="https://app.example/auth/callback")
+GOOD = {"client_id": "id", "client_credential": "secret", "oidc_authority": OFFLINE_ISSUER,
+        "redirect_uri": "https://app.example/auth/callback"}
 
 
 def app(environ, start_response):
@@ -61,11 +64,11 @@ def test_protect_shorthands():
 
 
 def test_ini_and_env_feed_the_same_settings():
-    ini = {"client_id": "from-ini", "client_secret": "s", "oidc_authority": "https://id.example/realm/",
+    ini = {"client_id": "from-ini", "client_secret": "s", "oidc_authority": OFFLINE_ISSUER + "/",
            "redirect_uri": "https://app.example/auth/callback", "http_timeout": "2.5",
            "protect": "/todos = api://todo/R | api://todo/RW\n/me =", "session.type": "file"}
     s = Settings.from_mapping(ini, env={"MSAL_CLIENT_ID": "from-env"})
-    assert s.client_id == "from-env" and s.oidc_authority == "https://id.example/realm"
+    assert s.client_id == "from-env" and s.oidc_authority == OFFLINE_ISSUER
     assert s.http_timeout == 2.5 and s.session_options == {"type": "file"}
     assert s.protect == {"/todos": Protect(["api://todo/R"], ["api://todo/RW"]), "/me": Protect()}
     e = Settings.from_env({"MSAL_CLIENT_ID": "i", "MSAL_CLIENT_SECRET": "s", "MSAL_AUTHORITY":
@@ -83,8 +86,7 @@ def test_ini_and_env_feed_the_same_settings():
     ({"client_certificate": "/does/not/exist.pem"}, "client_certificate"),
 ])
 def test_bad_ini_values_are_named(ini, setting):
-    base = {"client_id": "i", "oidc_authority": "https://id.example/realm", "redirect_uri":
-            "https://app.example/auth/callback", "client_secret": "s"}
+    base = ini_settings(OFFLINE_ISSUER, protect=None)
     if "client_certificate" in ini and "client_secret" not in ini:
         base.pop("client_secret")
     with pytest.raises(ConfigurationError) as raised:
@@ -111,8 +113,6 @@ def test_no_session_middleware_is_a_clear_500_logged_once(caplog):
 
 
 def test_cookie_only_beaker_session_is_refused_at_request_time(caplog):
-    from beaker.middleware import SessionMiddleware
-
     inner = MsalMiddleware(app, **GOOD, protect={"/todos": Protect()})
     test = webtest.TestApp(SessionMiddleware(inner, {"session.type": "cookie", "session.validate_key": "k" * 32}))
     with caplog.at_level(logging.ERROR, logger="msal_wsgi"):

@@ -8,7 +8,17 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
-from support.apps import REDIRECT_URI, TODO_READ, complete_sign_in, make_testapp, sign_in
+from support.apps import (
+    CERT_CLIENT,
+    JSON,
+    OFFLINE_ISSUER,
+    TODO_READ,
+    certificate_credential,
+    complete_sign_in,
+    make_testapp,
+    sign_in,
+)
+from support.environment import ini_settings, msal_env
 
 from devprovider import make_client_certificate
 from msal_wsgi import ConfigurationError, Settings
@@ -16,21 +26,14 @@ from msal_wsgi import ConfigurationError, Settings
 R1 = "api://r1/access"
 
 
-def certificate(path):
-    """The credential of a PEM file holding the private key and its certificate."""
-    pem = path.read_text()
-    return {"private_key": pem, "public_certificate": pem}
-
-
-def ini_for(provider, **values):
+def ini_for(issuer, **values):
     """A PasteDeploy section for the certificate client, as strings."""
-    return {"client_id": "todo-web-cert", "oidc_authority": provider.issuer, "redirect_uri": REDIRECT_URI,
-            "protect": f"/todos = {TODO_READ}", **values}
+    return ini_settings(issuer, CERT_CLIENT, protect=f"/todos = {TODO_READ}", **values)
 
 
 def test_certificate_credential_signs_in_and_refreshes(provider):
-    app = make_testapp(provider, client_id="todo-web-cert",
-                       client_credential=certificate(provider.client_certificate_path))
+    app = make_testapp(provider, client_id=CERT_CLIENT,
+                       client_credential=certificate_credential(provider.client_certificate_path))
     mark = provider.mark()
     page = sign_in(app, provider)
     assert page.json["remote_user"] == "alice" and page.json["token"]["scopes"] == [TODO_READ]
@@ -41,7 +44,7 @@ def test_certificate_credential_signs_in_and_refreshes(provider):
 
 
 def test_client_certificate_setting_reads_one_pem_file(provider):
-    settings = Settings.from_mapping(ini_for(provider, client_certificate=str(provider.client_certificate_path)))
+    settings = Settings.from_mapping(ini_for(provider.issuer, client_certificate=str(provider.client_certificate_path)))
     assert "PRIVATE KEY" not in repr(settings)
     app = make_testapp(provider, settings=settings)
     mark = provider.mark()
@@ -60,28 +63,29 @@ def pfx_of(pem_path, target, password):
 
 def test_client_certificate_setting_reads_a_password_protected_pfx(provider, tmp_path):
     pfx = pfx_of(provider.client_certificate_path, tmp_path / "client.pfx", "correct horse")
-    settings = Settings.from_mapping(ini_for(provider, client_certificate=str(pfx),
+    settings = Settings.from_mapping(ini_for(provider.issuer, client_certificate=str(pfx),
                                              client_certificate_password="correct horse"))
     assert sign_in(make_testapp(provider, settings=settings), provider).json["remote_user"] == "alice"
     with pytest.raises(ConfigurationError) as raised:
-        Settings.from_mapping(ini_for(provider, client_certificate=str(pfx), client_certificate_password="wrong"))
+        Settings.from_mapping(ini_for(provider.issuer, client_certificate=str(pfx),
+                                      client_certificate_password="wrong"))
     assert raised.value.setting == "client_certificate" and "wrong" not in str(raised.value)
 
 
-def test_client_certificate_from_the_environment(provider):
-    settings = Settings.from_env({"MSAL_CLIENT_ID": "todo-web-cert", "MSAL_OIDC_AUTHORITY": provider.issuer,
-                                  "MSAL_REDIRECT_URI": REDIRECT_URI,
-                                  "MSAL_CLIENT_CERTIFICATE": str(provider.client_certificate_path)})
-    assert settings.client_credential == certificate(provider.client_certificate_path) | {"passphrase": None}
+def test_client_certificate_from_the_environment(tmp_path):
+    pem, _ = make_client_certificate(tmp_path)
+    settings = Settings.from_env(msal_env(OFFLINE_ISSUER, CERT_CLIENT, protect=None,
+                                          MSAL_CLIENT_CERTIFICATE=str(pem)))
+    assert settings.client_credential == certificate_credential(pem) | {"passphrase": None}
 
 
 def test_a_certificate_the_provider_does_not_know_is_a_clear_503_logged_as_an_error(provider, tmp_path, caplog):
     unknown, _ = make_client_certificate(tmp_path, "not-registered")
-    app = make_testapp(provider, client_id="todo-web-cert", client_credential=certificate(unknown))
+    app = make_testapp(provider, client_id=CERT_CLIENT, client_credential=certificate_credential(unknown))
     with caplog.at_level(logging.ERROR, logger="msal_wsgi"):
         answer = complete_sign_in(app, provider, app.get("/todos"))
     assert answer.status_int == 503 and "Retry-After" not in answer.headers
-    assert "could not identify itself" in answer.text and "Traceback" not in answer.text
+    assert "are not set up to work together" in answer.text and "Traceback" not in answer.text
     [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert "invalid_client" in record.getMessage() and "client_certificate" in record.getMessage()
     assert "PRIVATE KEY" not in caplog.text
@@ -91,19 +95,19 @@ def test_a_wrong_client_secret_is_the_same_clear_503(provider, caplog):
     app = make_testapp(provider, client_credential="not-the-secret")
     with caplog.at_level(logging.ERROR, logger="msal_wsgi"):
         answer = complete_sign_in(app, provider, app.get("/todos"))
-    assert answer.status_int == 503 and "could not identify itself" in answer.text
+    assert answer.status_int == 503 and "are not set up to work together" in answer.text
     assert "not-the-secret" not in caplog.text and "not-the-secret" not in answer.text
 
 
 def test_an_api_caller_gets_json_when_the_credential_is_rejected_at_refresh(provider, tmp_path):
     # A user signed in; then a process serving the same sessions runs with an unregistered certificate.
-    good = make_testapp(provider, client_id="todo-web-cert",
-                        client_credential=certificate(provider.client_certificate_path))
+    good = make_testapp(provider, client_id=CERT_CLIENT,
+                        client_credential=certificate_credential(provider.client_certificate_path))
     sign_in(good, provider)
     unknown, _ = make_client_certificate(tmp_path, "rotated-too-early")
-    bad = make_testapp(provider, client_id="todo-web-cert", client_credential=certificate(unknown))
+    bad = make_testapp(provider, client_id=CERT_CLIENT, client_credential=certificate_credential(unknown))
     bad.set_cookie("sid", good.cookies["sid"])
-    answer = bad.get("/todos", {"acquire": R1}, headers={"Accept": "application/json"}, status=503)
+    answer = bad.get("/todos", {"acquire": R1}, headers=JSON, status=503)
     assert answer.json["error"] == "server_error" and "Retry-After" not in answer.headers
 
 
@@ -113,7 +117,7 @@ def key_of(pem_path, crt_path):
 
 
 @pytest.mark.parametrize("problem", ["damaged key", "key of another certificate", "certificate only"])
-def test_a_bad_certificate_file_is_a_configuration_error(provider, tmp_path, problem):
+def test_a_bad_certificate_file_is_a_configuration_error(tmp_path, problem):
     first, first_crt = make_client_certificate(tmp_path, "first")
     _, second_crt = make_client_certificate(tmp_path, "second")
     path = tmp_path / "bad.pem"
@@ -123,5 +127,5 @@ def test_a_bad_certificate_file_is_a_configuration_error(provider, tmp_path, pro
         "certificate only": first_crt.read_text(),
     }[problem])
     with pytest.raises(ConfigurationError) as raised:
-        Settings.from_mapping(ini_for(provider, client_certificate=str(path)))
+        Settings.from_mapping(ini_for(OFFLINE_ISSUER, client_certificate=str(path)))
     assert raised.value.setting == "client_certificate"

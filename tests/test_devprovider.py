@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import jwt
 import msal
 import pytest
 import requests
+from support.apps import CERT_CLIENT, REDIRECT_URI, SECRETS, TODO_READ, TODO_WRITE, certificate_credential, claims_of
 
-from devprovider import DevProvider, DevProviderError, make_client_certificate
+from devprovider import DevProvider, DevProviderError, forms, make_client_certificate
 
-# MSAL warns on every auth code flow that is not response_mode=form_post; the
-# query response mode is what these tests exercise on purpose.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:response_mode='form_post' is recommended:UserWarning"
-)
-
-from support.apps import REDIRECT_URI, SECRETS, TODO_READ, TODO_WRITE  # noqa: E402
+# MSAL warns on every auth code flow that is not response_mode=form_post; pyproject.toml's
+# filterwarnings lets that warning pass, as the query response mode is what these tests exercise.
 
 
 def make_app(
@@ -48,10 +42,6 @@ def sign_in_with_msal(
     return tokens
 
 
-def claims(token: str) -> dict[str, Any]:
-    return jwt.decode(token, options={"verify_signature": False})
-
-
 def test_discovery_through_msal(devprovider: DevProvider) -> None:
     mark = devprovider.mark()
     make_app(devprovider)
@@ -68,7 +58,7 @@ def test_discovery_through_msal(devprovider: DevProvider) -> None:
 def test_auth_code_flow_and_multi_resource_refresh(devprovider: DevProvider) -> None:
     app = make_app(devprovider)
     tokens = sign_in_with_msal(devprovider, app, "alice", prompt="consent")
-    access = claims(tokens["access_token"])
+    access = claims_of(tokens["access_token"])
     assert access["aud"] == "api://todo"
     assert access["scope"] == TODO_READ
     assert access["sub"] == "alice"
@@ -79,11 +69,11 @@ def test_auth_code_flow_and_multi_resource_refresh(devprovider: DevProvider) -> 
     (account,) = app.get_accounts()
     mark = devprovider.mark()
     write = app.acquire_token_silent([TODO_WRITE], account)
-    assert write and claims(write["access_token"])["scope"] == TODO_WRITE
+    assert write and claims_of(write["access_token"])["scope"] == TODO_WRITE
     other = app.acquire_token_silent(["api://r3/access"], account)
     assert other, "the refresh token must be good for every declared resource"
-    assert claims(other["access_token"])["aud"] == "api://r3"
-    assert claims(other["access_token"])["scope"] == "api://r3/access"
+    assert claims_of(other["access_token"])["aud"] == "api://r3"
+    assert claims_of(other["access_token"])["scope"] == "api://r3/access"
     assert len(devprovider.token_requests_since(mark)) == 2
     # Cached now: no further provider request.
     mark = devprovider.mark()
@@ -161,18 +151,16 @@ def test_client_secret_basic_also_works(devprovider: DevProvider) -> None:
         timeout=10,
     )
     assert response.status_code == 200, response.text
-    assert claims(response.json()["access_token"])["aud"] == "api://r7"
-
+    assert claims_of(response.json()["access_token"])["aud"] == "api://r7"
 
 
 def certificate_app(
     provider: DevProvider, pem_path: Path
 ) -> msal.ConfidentialClientApplication:
     """todo-web-cert with the key and certificate of one PEM file."""
-    pem = pem_path.read_text()
     return msal.ConfidentialClientApplication(
-        "todo-web-cert",
-        client_credential={"private_key": pem, "public_certificate": pem},
+        CERT_CLIENT,
+        client_credential=certificate_credential(pem_path),
         oidc_authority=provider.issuer,
     )
 
@@ -184,7 +172,7 @@ def test_certificate_client_accepts_msal_client_assertions(
     app = certificate_app(devprovider, devprovider.client_certificate_path)
     # MSAL reuses one assertion (PS256, x5t#S256, no kid) for minutes: two sign-ins.
     for login in ("ivan", "judy"):
-        assert claims(sign_in_with_msal(devprovider, app, login)["id_token"])["sub"] == login
+        assert claims_of(sign_in_with_msal(devprovider, app, login)["id_token"])["sub"] == login
 
 
 def test_certificate_client_refuses_another_certificate(
@@ -196,6 +184,7 @@ def test_certificate_client_refuses_another_certificate(
     result = devprovider.sign_in(flow["auth_uri"], login="mallory")
     tokens = app.acquire_token_by_auth_code_flow(flow, result.params)
     assert tokens.get("error") == "invalid_client", tokens
+
 
 def test_form_post_response_mode(devprovider: DevProvider) -> None:
     app = make_app(devprovider)
@@ -257,3 +246,15 @@ def test_request_log(devprovider: DevProvider) -> None:
     ] == [303]
     assert len(devprovider.token_requests_since(mark)) == 1
     assert devprovider.mark() == mark + len(entries)
+
+
+@pytest.mark.parametrize(("html", "expected"), [
+    (('<form action="/a" method="POST" id="f"><input name="x" value="1"><input type="hidden" name="y"/>'
+      '<input value="no name"></form>'), [("/a", "post", "f", {"x": "1", "y": ""})]),
+    (('<form><input name="a" value="&lt;b&gt;&amp;"></form><p><input name="outside"></p>'
+      '<form action="x"/><form action="/b"><input name="c" value=""></form>'),
+     [("", "get", None, {"a": "<b>&"}), ("x", "get", None, {}), ("/b", "get", None, {"c": ""})]),
+    ("<p>no form</p>", []),
+], ids=["fields-and-method", "entities-self-closing-and-several", "none"])
+def test_forms_reads_each_form_with_its_named_inputs(html: str, expected: list[Any]) -> None:
+    assert [(f.action, f.method, f.attrs.get("id"), f.fields) for f in forms(html)] == expected

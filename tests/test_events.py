@@ -6,10 +6,10 @@ import logging
 from typing import Any
 
 import pytest
+from support.apps import JSON, OFFLINE_ISSUER, SECRETS, TODO_READ, make_testapp, sign_in
+from support.environment import ini_settings
 
 from msal_wsgi import ConfigurationError, Settings
-
-from support.apps import SECRETS, TODO_READ, make_testapp, settings_for, sign_in
 
 
 class Recorder:
@@ -36,7 +36,7 @@ def test_a_session_tells_its_story(provider, caplog):
         app.get("/todos")
         app.get("/todos?acquire=api://r2/access")
         app.get("/auth/logout")
-        app.get("/todos", headers={"Accept": "application/json"}, status=401)
+        app.get("/todos", headers=JSON, status=401)
     assert hook.names == ["interaction_required", "sign_in.started", "sign_in.completed",
                           "token.cache_hit", "token.cache_hit",  # the page after sign-in, the next one
                           "token.cache_hit", "token.refreshed",  # the route's token, then api://r2's
@@ -80,18 +80,12 @@ def test_a_failing_hook_is_logged_and_the_request_goes_on(provider, caplog):
     assert "on_event hook failed for sign_in.completed" in caplog.text
 
 
-def test_ini_names_the_hook_by_import_path(provider):
-    settings = Settings.from_mapping({**_ini(provider), "on_event": "logging:getLogger"})
+def test_ini_names_the_hook_by_import_path():
+    settings = Settings.from_mapping(ini_settings(OFFLINE_ISSUER, on_event="logging:getLogger"))
     assert settings.on_event is logging.getLogger
 
 
 @pytest.mark.parametrize("value", ["no_such_module:hook", "logging:no_such_function"])
-def test_unimportable_hook_names_the_setting(provider, value):
+def test_unimportable_hook_names_the_setting(value):
     with pytest.raises(ConfigurationError, match="'on_event'"):
-        Settings.from_mapping({**_ini(provider), "on_event": value})
-
-
-def _ini(provider) -> dict[str, str]:
-    options = settings_for(provider)
-    return {"client_id": options["client_id"], "client_secret": options["client_credential"],
-            "oidc_authority": options["oidc_authority"], "redirect_uri": options["redirect_uri"]}
+        Settings.from_mapping(ini_settings(OFFLINE_ISSUER, on_event=value))

@@ -10,25 +10,26 @@ import importlib.metadata
 import runpy
 import shutil
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 import webtest
 from paste.deploy import loadapp
+from support.apps import OFFLINE_ISSUER, TODO_READ, sign_in
+from support.environment import EXAMPLES, msal_env
 
 from msal_wsgi import paste
 
-from support.apps import TODO_READ, sign_in
-from support.environment import msal_env
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+def export_recipe_env(monkeypatch: pytest.MonkeyPatch, issuer: str, sessions: str) -> None:
+    """The MSAL_* variables a recipe reads at import, for ``issuer``, and its SESSION_DIR."""
+    for name, value in msal_env(issuer, SESSION_DIR=sessions).items():
+        monkeypatch.setenv(name, value)
 
 
 @pytest.fixture
 def recipe_env(provider, monkeypatch, tmp_path):
-    for name, value in msal_env(provider, SESSION_DIR=str(tmp_path / "sessions")).items():
-        monkeypatch.setenv(name, value)
+    export_recipe_env(monkeypatch, provider.issuer, str(tmp_path / "sessions"))
 
 
 def load(filename: str, attribute: str) -> Any:
@@ -51,7 +52,8 @@ def test_recipe_signs_in_and_the_view_gets_user_and_token(provider, filename, at
     assert_view_sees_user_and_token(webtest.TestApp(load(filename, attribute)), provider)
 
 
-def test_webob_recipe_leaves_public_pages_alone(recipe_env):
+def test_webob_recipe_leaves_public_pages_alone(monkeypatch, tmp_path):
+    export_recipe_env(monkeypatch, OFFLINE_ISSUER, str(tmp_path / "sessions"))  # a public page needs no provider
     page = webtest.TestApp(load("webob_app.py", "application")).get("/")
     assert "Hello, visitor" in page.text and "Set-Cookie" not in page.headers
 

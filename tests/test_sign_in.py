@@ -1,12 +1,26 @@
-"""A browser visiting a protected page is signed in and comes back with a token."""
+"""A browser visiting a protected page is signed in and comes back with a token; an API caller gets a 401.
+
+Also: several tabs signing in at once, the sign-in endpoint, and the app asking
+for a new sign-in (``start_sign_in``).
+"""
 
 from __future__ import annotations
 
-import jwt
+import pytest
+from support.apps import (
+    JSON,
+    OFFLINE_ISSUER,
+    TODO_READ,
+    TODO_WRITE,
+    claims_of,
+    complete_sign_in,
+    make_testapp,
+    sign_in,
+)
+from support.sessions import SESSION_FLOWS, session_of
+from support.urls import query_of
 
-from msal_wsgi import MsalMiddleware
-
-from support.apps import TODO_READ, TODO_WRITE, make_testapp, sign_in
+from msal_wsgi import MIDDLEWARE
 
 
 def test_full_sign_in_hands_token_and_user_to_the_app(provider):
@@ -16,7 +30,7 @@ def test_full_sign_in_hands_token_and_user_to_the_app(provider):
     body = page.json
     assert body["remote_user"] == "alice"
     assert body["user"]["name"] == "alice"
-    claims = jwt.decode(body["token"]["value"], options={"verify_signature": False})
+    claims = claims_of(body["token"]["value"])
     assert claims["aud"] == "api://todo" and TODO_READ in claims["scope"].split()
     assert body["token"]["scopes"] == [TODO_READ]
 
@@ -26,8 +40,7 @@ def test_unsafe_method_gets_the_read_write_token(provider):
     sign_in(app, provider)
     body = app.post("/todos/1", {"x": "1"}).json
     assert body["token"]["scopes"] == [TODO_WRITE]
-    claims = jwt.decode(body["token"]["value"], options={"verify_signature": False})
-    assert TODO_WRITE in claims["scope"].split()
+    assert TODO_WRITE in claims_of(body["token"]["value"])["scope"].split()
 
 
 def test_query_response_mode_signs_in_too(provider):
@@ -35,8 +48,8 @@ def test_query_response_mode_signs_in_too(provider):
     assert sign_in(app, provider).json["remote_user"] == "alice"
 
 
-def test_public_path_passes_through_without_touching_the_session(provider):
-    app = make_testapp(provider)
+def test_public_path_passes_through_without_touching_the_session():
+    app = make_testapp(OFFLINE_ISSUER)
     response = app.get("/public")
     assert response.json["user"] is None and "Set-Cookie" not in response.headers
 
@@ -45,3 +58,82 @@ def test_sign_in_only_route_needs_no_token(provider):
     app = make_testapp(provider)
     body = sign_in(app, provider, "/profile", login="bob").json
     assert body["user"]["username"] == "bob" and body["token"] is None
+
+
+@pytest.mark.parametrize("headers", [
+    {"Sec-Fetch-Mode": "cors"},
+    {"Sec-Fetch-Mode": "no-cors"},
+    {"X-Requested-With": "XMLHttpRequest"},
+    JSON,
+    {"Accept": "application/problem+json"},
+], ids=["fetch-cors", "fetch-no-cors", "xhr", "accept-json", "accept-problem-json"])
+def test_api_call_gets_401_json_and_creates_no_flow(headers):
+    app = make_testapp(OFFLINE_ISSUER)  # the answer needs no provider
+    answer = app.get("/todos", headers=headers, status=401)
+    assert answer.json == {"error": "interaction_required", "error_description": "Sign-in required: not signed in",
+                           "login_url": "/auth/login"}
+    assert answer.headers["WWW-Authenticate"].startswith('Session realm="msal_wsgi"')
+    assert "sid" not in app.cookies  # no session was written: no pending flow
+
+
+@pytest.mark.parametrize("headers", [
+    {"Sec-Fetch-Mode": "navigate", "Accept": "text/html,application/xhtml+xml"},
+    {"Accept": "text/html,application/json;q=0.9"},
+    {},
+], ids=["navigate", "html-and-json", "no-hints"])
+def test_browser_navigation_is_sent_to_sign_in(provider, headers):
+    app = make_testapp(provider)
+    answer = app.get("/todos", headers=headers, status=302)
+    assert answer.location.startswith(provider.issuer + "/auth?")
+    assert len(session_of(app)[SESSION_FLOWS]) == 1
+
+
+def test_two_tabs_signing_in_at_once_both_land_where_they_started(provider):
+    app = make_testapp(provider)
+    tab_a = app.get("/todos/a")
+    tab_b = app.get("/todos/b?x=1")
+    back_b = complete_sign_in(app, provider, tab_b)
+    back_a = complete_sign_in(app, provider, tab_a)
+    assert back_b.location.endswith("/todos/b?x=1")
+    assert back_a.location.endswith("/todos/a")
+    assert back_a.follow().json["remote_user"] == "alice"
+
+
+def test_sign_in_endpoint_returns_to_next(provider):
+    app = make_testapp(provider)
+    start = app.get("/auth/login", {"next": "/todos?page=2", "login_hint": "alice"})
+    query = query_of(start.location)
+    assert query["login_hint"] == "alice"
+    assert query["scope"].split()[0] == TODO_READ
+    assert query["code_challenge_method"] == "S256" and query["nonce"] and query["state"]
+    back = complete_sign_in(app, provider, start)
+    assert back.location.endswith("/todos?page=2")
+
+
+def test_sign_in_endpoint_for_a_public_page_asks_only_for_sign_in(provider):
+    app = make_testapp(provider)
+    start = app.get("/auth/login", {"next": "/about"})
+    assert set(query_of(start.location)["scope"].split()) == {"openid", "profile", "offline_access"}
+
+
+def _reauthenticating_app(environ, start_response):
+    """An app whose API asked for more claims: it hands the challenge to the middleware."""
+    return environ[MIDDLEWARE].start_sign_in(environ, claims_challenge='{"access_token":{"acrs":{"values":["c1"]}}}')(
+        environ, start_response)
+
+
+def test_start_sign_in_sends_a_browser_to_sign_in_with_the_claims(provider):
+    app = make_testapp(provider, app=_reauthenticating_app)
+    sign_in_start = app.get("/todos")  # not signed in yet: the middleware's own challenge
+    complete_sign_in(app, provider, sign_in_start)
+    again = app.get("/todos?page=2")
+    assert again.status_int == 302 and "c1" in query_of(again.location)["claims"]
+    back = complete_sign_in(app, provider, again)
+    assert back.location.endswith("/todos?page=2")
+
+
+def test_start_sign_in_gives_an_api_caller_401_not_a_redirect(provider):
+    app = make_testapp(provider, app=_reauthenticating_app)
+    complete_sign_in(app, provider, app.get("/todos"))
+    answer = app.get("/todos", headers={"X-Requested-With": "XMLHttpRequest"}, status=401)
+    assert answer.json["error"] == "interaction_required"

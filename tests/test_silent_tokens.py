@@ -1,12 +1,32 @@
-"""Once signed in, tokens come silently: from the session, or by refresh token when they expire."""
+"""Once signed in, tokens come silently: from the session, or by refresh token when they expire.
+
+The session's token index (the hot path) serves a token only when msal itself would:
+msal stops serving a cached access token when less than 5 minutes are left or once its
+``refresh_on`` (from the provider's ``refresh_in``) has passed; the index must stop at the
+same instant, and must never hand out a token for other scopes, another client or
+authority. Another user's token and sign-out are in test_session_fixation.py and
+test_sign_out.py.
+"""
 
 from __future__ import annotations
 
 import time
 
-import jwt
+import pytest
+from beaker.session import Session
+from support.apps import JSON, SECRETS, STALE_AFTER, TODO_READ, TODO_WRITE, claims_of, make_testapp, sign_in
+from support.sessions import SESSION_USER, cache_secrets, msal_cache, session_of
 
-from support.apps import SECRETS, make_testapp, session_of, sign_in
+from msal_wsgi._session import StoredUser
+
+#: msal's acquire_token_silent serves a cached access token while at least this much of it is left
+#: (``expires_in < 5*60`` is expired, in msal/application.py): the index must agree with msal, not with itself.
+EXPIRY_MARGIN = 5 * 60
+
+
+def msal_entry(app, token: str) -> dict:
+    """msal's own cache entry for ``token``, as stored in the session."""
+    return next(at for at in msal_cache(session_of(app))["AccessToken"].values() if at["secret"] == token)
 
 
 def test_silent_hit_makes_no_provider_request(provider):
@@ -18,30 +38,73 @@ def test_silent_hit_makes_no_provider_request(provider):
     assert provider.requests_since(mark) == []
 
 
-def test_expired_token_is_refreshed_with_exactly_one_token_request(provider):
-    app = make_testapp(provider, client_id="todo-web-short")
+def test_token_entering_the_refresh_window_is_refreshed_with_exactly_one_token_request(provider):
+    app = make_testapp(provider, client_id="todo-web-short")  # 303 s tokens
     first = sign_in(app, provider).json["token"]["value"]
-    time.sleep(3.5)  # the 303 s token now has < 300 s left: msal's expiry
+    window = int(msal_entry(app, first)["expires_on"]) - EXPIRY_MARGIN
+    mark = provider.mark()
+    assert app.get("/todos").json["token"]["value"] == first
+    assert provider.requests_since(mark) == []
+    time.sleep(max(0.0, window - time.time()) + 0.05)  # now inside msal's 5-minute window
     mark = provider.mark()
     second = app.get("/todos").json["token"]["value"]
     assert second != first
     assert len(provider.token_requests_since(mark)) == 1
-    assert jwt.decode(second, options={"verify_signature": False})["sub"] == "alice"
+    assert claims_of(second)["sub"] == "alice"
     mark = provider.mark()
     assert app.get("/todos").json["token"]["value"] == second
     assert provider.requests_since(mark) == []
 
 
+def test_token_past_refresh_on_is_not_served(provider):
+    app = make_testapp(provider, client_id="todo-web-refresh-in")  # 3600 s tokens, refresh_in 2 s
+    first = sign_in(app, provider).json["token"]["value"]
+    refresh_on = int(msal_entry(app, first)["refresh_on"])
+    assert int(msal_entry(app, first)["expires_on"]) - time.time() > 3000
+    time.sleep(max(0.0, refresh_on - time.time()) + 1.05)  # msal refreshes once refresh_on < now
+    mark = provider.mark()
+    second = app.get("/todos").json["token"]["value"]
+    assert second != first
+    assert len(provider.token_requests_since(mark)) == 1
+
+
+@pytest.mark.parametrize(("left", "refresh_in", "served"), [
+    (EXPIRY_MARGIN + 60, None, True),
+    (EXPIRY_MARGIN + 1, None, True),
+    (EXPIRY_MARGIN, None, True),  # msal: expired only when strictly less than 5 minutes are left
+    (EXPIRY_MARGIN - 0.5, None, False),
+    (-10, None, False),
+    (3600, 10, True),
+    (3600, 0, False),  # conservative: at refresh_on itself the index defers to msal
+    (3600, -10, False),
+], ids=["6-min-left", "5-min-1s-left", "exactly-5-min", "inside-window", "expired",
+        "before-refresh-on", "at-refresh-on", "past-refresh-on"])
+def test_index_serves_only_what_msal_would(left, refresh_in, served):
+    now = 1_800_000_000.0
+    refresh_on = None if refresh_in is None else int(now + refresh_in)
+    record = {"id": "u", "claims": {}, "tokens": {TODO_READ: ["t", now + left, refresh_on, [TODO_READ]]}}
+    assert (StoredUser(record).cached_token(TODO_READ, now) is not None) is served
+
+
+def test_index_keeps_msals_own_expiry_and_refresh_times(provider):
+    app = make_testapp(provider, client_id="todo-web-refresh-in")
+    token = sign_in(app, provider).json["token"]["value"]
+    entry = msal_entry(app, token)
+    value, expires_on, refresh_on, _ = session_of(app)[SESSION_USER]["tokens"][TODO_READ]
+    assert value == token
+    assert expires_on == int(entry["expires_on"])
+    assert refresh_on == int(entry["refresh_on"])
+
+
 def test_revoked_refresh_token_leads_back_to_sign_in(provider):
     app = make_testapp(provider, client_id="todo-web-short")
     sign_in(app, provider)
-    session = session_of(app)
-    refresh_token = _refresh_token(session)
+    (refresh_token,) = cache_secrets(session_of(app), "RefreshToken")
     provider.revoke(refresh_token, "todo-web-short", SECRETS["todo-web-short"])
-    time.sleep(3.5)
+    time.sleep(STALE_AFTER)
     answer = app.get("/todos")
     assert answer.status_int == 302 and answer.location.startswith(provider.issuer + "/auth?")
-    api = app.get("/todos", headers={"Accept": "application/json"}, status=401)
+    api = app.get("/todos", headers=JSON, status=401)
     assert api.json["error"] == "interaction_required"
 
 
@@ -50,7 +113,7 @@ def test_token_for_other_scopes_on_demand(provider):
     sign_in(app, provider)
     mark = provider.mark()
     body = app.get("/todos?acquire=api://r3/access").json
-    assert jwt.decode(body["acquired"]["value"], options={"verify_signature": False})["aud"] == "api://r3"
+    assert claims_of(body["acquired"]["value"])["aud"] == "api://r3"
     assert len(provider.token_requests_since(mark)) == 1
     mark = provider.mark()
     again = app.get("/todos?acquire=api://r3/access").json
@@ -58,30 +121,43 @@ def test_token_for_other_scopes_on_demand(provider):
     assert provider.requests_since(mark) == []
 
 
-def test_cache_is_written_back_only_when_it_changed(provider):
-    saves = []
+def test_token_for_other_scopes_is_never_served(provider):
+    app = make_testapp(provider)
+    read = sign_in(app, provider).json["token"]["value"]
+    write = app.post("/todos/1", {"x": "1"}).json["token"]
+    assert write["value"] != read and TODO_WRITE in claims_of(write["value"])["scope"].split()
+    other = app.get("/todos", {"acquire": "api://r7/access"}).json["acquired"]
+    assert other["value"] not in (read, write["value"]) and claims_of(other["value"])["aud"] == "api://r7"
+    both = app.get("/todos", {"acquire": f"{TODO_READ} {TODO_WRITE}"}).json["acquired"]
+    assert set(claims_of(both["value"])["scope"].split()) >= {TODO_READ, TODO_WRITE}
+
+
+@pytest.mark.parametrize("other", [
+    {"client_id": "todo-web-short"},
+    {"oidc_authority": "https://127.0.0.1:9/other-op"},
+], ids=["another-client", "another-authority"])
+def test_session_of_another_client_or_authority_is_signed_out(provider, other):
     app = make_testapp(provider)
     sign_in(app, provider)
-    from beaker.session import Session
+    elsewhere = make_testapp(provider, **other)  # same Beaker memory store, same cookie name
+    elsewhere.set_cookie("sid", app.cookies["sid"])
+    mark = provider.mark()
+    answer = elsewhere.get("/todos", headers=JSON, status=401)
+    assert answer.json["error"] == "interaction_required"
+    assert provider.requests_since(mark) == []
 
+
+def test_cache_is_written_back_only_when_it_changed(provider, monkeypatch):
+    app = make_testapp(provider)
+    sign_in(app, provider)
+    saves = []
     original = Session.save
 
     def counting_save(self, accessed_only=False):
         saves.append(accessed_only)
         return original(self, accessed_only)
 
-    Session.save = counting_save
-    try:
-        for _ in range(3):
-            app.get("/todos")
-    finally:
-        Session.save = original
+    monkeypatch.setattr(Session, "save", counting_save)
+    for _ in range(3):
+        app.get("/todos")
     assert saves == []
-
-
-def _refresh_token(session) -> str:
-    import json
-
-    cache = json.loads(session["msal_wsgi.token_cache"])
-    (entry,) = cache["RefreshToken"].values()
-    return entry["secret"]

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
+import jwt
 import webtest
 from beaker.middleware import SessionMiddleware
 
-from devprovider import DevProvider, SignInResult
+from devprovider import DevProvider, Form, SignInResult, forms
 from msal_wsgi import ACQUIRE_TOKEN, TOKEN, USER, InteractionRequired, MsalMiddleware, Protect, Settings
+from msal_wsgi.signin import REPOST_FIELD
+
+from .sessions import MEMORY_SESSIONS
 
 TODO_READ = "api://todo/ToDoList.Read"
 TODO_WRITE = "api://todo/ToDoList.ReadWrite"
@@ -21,6 +26,15 @@ SECRETS = {
     "todo-web-rotating": "todo-web-rotating-secret",
     "todo-web-refresh-in": "todo-web-refresh-in-secret",
 }
+#: The client whose credential is a certificate (``DevProvider.client_certificate_path``).
+CERT_CLIENT = "todo-web-cert"
+#: An issuer nothing answers at: for tests that build settings or an app but never reach a provider.
+OFFLINE_ISSUER = "https://id.example/realm"
+#: Seconds after sign-in until msal treats a 303 s access token (todo-web-short, todo-web-rotating)
+#: as expired: it keeps a 300 s margin.
+STALE_AFTER = 3.3
+#: The headers of an API call: answered with JSON (401, 503), never with a redirect or a page.
+JSON = {"Accept": "application/json"}
 
 
 def echo_app(environ: dict, start_response: Any) -> list[bytes]:
@@ -33,11 +47,10 @@ def echo_app(environ: dict, start_response: Any) -> list[bytes]:
         "user": user and {"name": user.name, "username": user.username, "sub": user.claims.get("sub")},
         "token": token and {"value": token.value, "expires_on": token.expires_on, "scopes": list(token.scopes)},
     }
-    query = environ.get("QUERY_STRING", "")
-    if query.startswith("acquire="):
-        scopes = query[len("acquire="):].replace("%2F", "/").replace("%3A", ":").split("+")
+    acquire = parse_qs(environ.get("QUERY_STRING", "")).get("acquire")
+    if acquire:
         try:
-            other = environ[ACQUIRE_TOKEN](scopes)
+            other = environ[ACQUIRE_TOKEN](acquire[0].split())
             body["acquired"] = {"value": other.value, "scopes": list(other.scopes)}
         except InteractionRequired as exc:
             body["acquired"] = {"error": exc.reason}
@@ -46,33 +59,46 @@ def echo_app(environ: dict, start_response: Any) -> list[bytes]:
     return [data]
 
 
-def settings_for(provider: DevProvider, client_id: str = "todo-web", **overrides: Any) -> dict[str, Any]:
-    options: dict[str, Any] = dict(
-        client_id=client_id,
-        client_credential=SECRETS.get(client_id),  # todo-web-cert: pass client_credential
-        oidc_authority=provider.issuer,
-        redirect_uri=REDIRECT_URI,
-        protect={"/todos": Protect(read=[TODO_READ], write=[TODO_WRITE]), "/profile": Protect()},
-    )
+def settings_for(provider: DevProvider | str, client_id: str = "todo-web", **overrides: Any) -> dict[str, Any]:
+    """MsalMiddleware's keyword settings for ``client_id`` at ``provider`` (or an issuer): /todos and /profile
+    protected."""
+    options: dict[str, Any] = {
+        "client_id": client_id,
+        "client_credential": SECRETS.get(client_id),  # todo-web-cert: pass client_credential
+        "oidc_authority": provider if isinstance(provider, str) else provider.issuer,
+        "redirect_uri": REDIRECT_URI,
+        "protect": {"/todos": Protect(read=[TODO_READ], write=[TODO_WRITE]), "/profile": Protect()},
+    }
     options.update(overrides)
     return options
 
 
-def make_testapp(provider: DevProvider, *, app: Any = echo_app, session: dict[str, Any] | None = None,
+def make_testapp(provider: DevProvider | str, *, app: Any = echo_app, session: dict[str, Any] | None = None,
                  settings: Settings | None = None, **overrides: Any) -> webtest.TestApp:
     """echo_app behind MsalMiddleware behind Beaker (memory sessions), driven by WebTest with lint on.
 
-    The middleware gets ``settings`` as they are, or else :func:`settings_for` with ``overrides``.
+    ``provider`` is the provider, or only an issuer (:data:`OFFLINE_ISSUER`) for a test
+    that never reaches one. The middleware gets ``settings`` as they are, or else
+    :func:`settings_for` with ``overrides``. ``session`` adds Beaker options.
     """
     if settings is not None:
         middleware = MsalMiddleware(app, settings, **overrides)
     else:
         middleware = MsalMiddleware(app, **settings_for(provider, **overrides))
-    options = {"session.type": "memory", "session.key": "sid", "session.save_accessed_time": False}
-    options.update(session or {})
+    options = {**MEMORY_SESSIONS, **(session or {})}
     testapp = webtest.TestApp(SessionMiddleware(middleware, options))
     testapp.middleware = middleware  # type: ignore[attr-defined]
+    testapp.session_options = options  # type: ignore[attr-defined]
     return testapp
+
+
+def browser_of(testapp: webtest.TestApp, sid: str | None = None) -> webtest.TestApp:
+    """Another browser (cookie jar) on the same server and session store, holding session ``sid`` if given."""
+    other = webtest.TestApp(testapp.app)
+    other.session_options = getattr(testapp, "session_options", MEMORY_SESSIONS)  # type: ignore[attr-defined]
+    if sid is not None:
+        other.set_cookie("sid", sid)
+    return other
 
 
 def complete_sign_in(testapp: webtest.TestApp, provider: DevProvider, authorize: webtest.TestResponse,
@@ -92,9 +118,17 @@ def return_to_app(testapp: webtest.TestApp, result: SignInResult) -> webtest.Tes
     if result.form is None:
         return testapp.get(path, params=dict(result.params), expect_errors=True)
     repost = testapp.post(path, params=result.form)
-    assert repost.status_int == 200 and "msal_wsgi_repost" in repost.text, repost
-    form = repost.forms["f"]
-    return form.submit(expect_errors=True)
+    assert repost.status_int == 200, repost
+    form = repost_form(repost.text)
+    return testapp.post(urlsplit(form.action).path, params=form.fields, expect_errors=True)
+
+
+def repost_form(page: str) -> Form:
+    """The form of the app's re-post page (id ``f``), which carries the provider's answer on from the app's site."""
+    found = [form for form in forms(page) if form.attrs.get("id") == "f"]
+    assert len(found) == 1, f"no re-post form in {page[:500]}"
+    assert found[0].method == "post" and found[0].fields.get(REPOST_FIELD) == "1", found[0]
+    return found[0]
 
 
 def sign_in(testapp: webtest.TestApp, provider: DevProvider, path: str = "/todos",
@@ -105,8 +139,12 @@ def sign_in(testapp: webtest.TestApp, provider: DevProvider, path: str = "/todos
     return back.follow()
 
 
-def session_of(testapp: webtest.TestApp) -> Any:
-    """The Beaker memory session behind the test browser's cookie, as the server stores it."""
-    from beaker.session import Session
+def claims_of(token: str) -> dict[str, Any]:
+    """The claims of a JWT, unverified: what a test reads of a token the provider issued."""
+    return jwt.decode(token, options={"verify_signature": False})
 
-    return Session({}, id=testapp.cookies["sid"], type="memory", use_cookies=False)
+
+def certificate_credential(pem_path: Path) -> dict[str, str]:
+    """The ``client_credential`` of a PEM file holding a private key and its certificate."""
+    pem = pem_path.read_text()
+    return {"private_key": pem, "public_certificate": pem}

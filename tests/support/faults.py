@@ -1,24 +1,23 @@
-"""A fault injector in front of the real provider: the token endpoint slow, failing or garbled on demand.
+"""A fault injector in front of a real provider: the token endpoint slow, failing or garbled on demand.
 
-:class:`FaultyProxy` is *not* a fake provider. It is a TLS reverse proxy that
-forwards every request to the running :class:`~devprovider.DevProvider` and
-hands back its answers unchanged, except that a test can switch the token
-endpoint to a :class:`Fault` — a delay, a 5xx error page, a 200 with malformed
-JSON, a closed connection — which the real provider cannot produce on demand::
+:class:`FaultyProxy` is *not* a fake provider. It is a TLS reverse proxy in front
+of a :class:`~devprovider.DevProvider` of its own, which announces the proxy as
+its issuer (``OP_ISSUER_ORIGIN``): discovery, the authorization response's
+``iss`` and the id tokens all name the proxy, as they would name a provider
+that msal_wsgi validates. Every request is forwarded and its answer handed back
+unchanged, except that a test can switch the token endpoint to a :class:`Fault`
+— a delay, a 5xx error page, a 200 with malformed JSON, a closed connection —
+which the real provider cannot produce on demand::
 
-    with FaultyProxy(provider) as proxy:
-        app = make_testapp(provider, oidc_authority=proxy.issuer)
+    with FaultyProxy(devprovider, tmp_path / "op") as proxy:
+        app = make_testapp(proxy.provider)   # sign in, mark, revoke with proxy.provider
         proxy.fault = Fault(status=503, retry_after=1)
         ...
         proxy.fault = None  # the provider answers again
 
-msal accepts an ``oidc_authority`` only if the discovery document's ``issuer``
-has the authority's scheme and host *and port* (``Authority.has_valid_issuer``),
-so the proxy rewrites the discovery document to its own origin: ``issuer``,
-``token_endpoint`` and the other back-channel URLs point to the proxy. The
-front-channel endpoints a browser opens (``authorization_endpoint``,
-``end_session_endpoint``) stay on the provider, where ``DevProvider.sign_in``
-drives them. msal 1.39 does not check the id token's ``iss`` against it.
+``discovery_overrides`` changes fields of the discovery document, as another
+provider would announce them: ``{"end_session_endpoint": None}`` is a provider
+without one (``None`` drops a field, any other value replaces it).
 """
 
 from __future__ import annotations
@@ -29,15 +28,17 @@ import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urlsplit
 
 from devprovider import DevProvider
 
-#: Opened by the browser, not by msal: left pointing to the provider.
-FRONT_CHANNEL = frozenset({"authorization_endpoint", "end_session_endpoint"})
+from .servers import free_port
+
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-encoding", "content-length"})
 _ERROR_PAGE = b"<html><body><h1>%d</h1><p>The service is unavailable.</p></body></html>"
+_DISCOVERY = "/.well-known/openid-configuration"
 
 
 @dataclass(frozen=True)
@@ -59,45 +60,66 @@ class Fault:
 
 
 class FaultyProxy:
-    """Forwards to ``provider`` over TLS on a free loopback port; ``fault`` applies to token requests."""
+    """A provider of its own behind a TLS proxy on a free loopback port; ``fault`` applies to token requests.
 
-    def __init__(self, provider: DevProvider) -> None:
-        self.provider = provider
+    :param beside: a running provider whose CA and TLS certificate the proxy and its
+        provider use, so that what trusts it (``REQUESTS_CA_BUNDLE``) trusts them.
+    :param workdir: the files of the proxy's provider.
+    :param discovery_overrides: discovery fields to replace, or to drop where the value is ``None``.
+    """
+
+    def __init__(self, beside: DevProvider, workdir: Path | str, *,
+                 discovery_overrides: dict[str, Any] | None = None) -> None:
+        assert beside.server_cert_path and beside.server_key_path, "start that provider first"
+        self.beside = beside
+        self.workdir = Path(workdir)
         self.fault: Fault | None = None
+        self.discovery_overrides = dict(discovery_overrides or {})
         #: Token requests that reached the proxy (faulted or forwarded), as ``time.monotonic()`` stamps.
         self.token_requests: list[float] = []
-        self._upstream = provider.browser()
+        #: The provider behind the proxy; its issuer is the proxy's. Started on entering.
+        self.provider = DevProvider()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
-        assert provider.workdir is not None, "start the provider first"
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(provider.workdir / "server-cert.pem", provider.workdir / "server-key.pem")
+        context.load_cert_chain(beside.server_cert_path, beside.server_key_path)
         self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        self._origin = f"https://127.0.0.1:{self._server.server_address[1]}"
-        self._provider_origin = "{0.scheme}://{0.netloc}".format(urlsplit(provider.issuer))
-        self.token_path = urlsplit(provider.metadata["token_endpoint"]).path
-        self.issuer = self._origin + urlsplit(provider.issuer).path
+        self._host = f"127.0.0.1:{self._server.server_address[1]}"
+        self._upstream_port = free_port()
+        self._upstream = beside.browser()
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def issuer(self) -> str:
+        return self.provider.issuer
 
     def __enter__(self) -> Self:
         self._thread.start()
+        try:
+            self.provider.start(self.workdir, port=self._upstream_port, tls_of=self.beside,
+                                OP_ISSUER_ORIGIN=f"https://{self._host}")
+        except BaseException:
+            self.__exit__()
+            raise
+        self.token_path = urlsplit(self.provider.metadata["token_endpoint"]).path
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.provider.stop()
         self._server.shutdown()
         self._server.server_close()
         self._upstream.close()
 
     def discovery(self, document: dict[str, Any]) -> dict[str, Any]:
-        """The provider's discovery document with back-channel URLs moved to the proxy."""
-        return {key: value.replace(self._provider_origin, self._origin, 1)
-                if isinstance(value, str) and key not in FRONT_CHANNEL else value
-                for key, value in document.items()}
+        """The provider's discovery document with the overrides."""
+        changed = {**document, **self.discovery_overrides}
+        return {key: value for key, value in changed.items() if value is not None}
 
     def answer(self, request: BaseHTTPRequestHandler, method: str) -> None:
         body = request.rfile.read(int(request.headers.get("Content-Length") or 0))
         fault = self.fault
-        if method == "POST" and request.path.split("?")[0] == self.token_path:
+        path = request.path.split("?")[0]
+        if method == "POST" and path == getattr(self, "token_path", None):
             self.token_requests.append(time.monotonic())
             if fault is not None:
                 time.sleep(fault.delay)
@@ -106,24 +128,26 @@ class FaultyProxy:
                     request.connection.close()
                     return
                 if fault.status is not None:
-                    headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+                    headers = [("Retry-After", str(fault.retry_after))] if fault.retry_after is not None else []
                     return _send(request, fault.status, "text/html", _ERROR_PAGE % fault.status, headers)
                 if fault.body is not None:
-                    return _send(request, 200, "application/json", fault.body, {})
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
-        upstream = self._upstream.request(method, self._provider_origin + request.path, headers=headers,
-                                          data=body, allow_redirects=False, timeout=30)
+                    return _send(request, 200, "application/json", fault.body, [])
+        # The Host header goes along: the provider builds its URLs from it, and they must name the proxy.
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "content-length"}
+        upstream = self._upstream.request(method, f"https://127.0.0.1:{self._upstream_port}{request.path}",
+                                          headers=headers, data=body, allow_redirects=False, timeout=30)
         content = upstream.content
-        if request.path.endswith("/.well-known/openid-configuration") and upstream.ok:
+        if path.endswith(_DISCOVERY) and upstream.ok:
             content = json.dumps(self.discovery(upstream.json())).encode()
-        passed = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP | {"content-type"}}
+        # The raw headers, each Set-Cookie on its own (requests folds repeated headers into one).
+        passed = [(k, v) for k, v in upstream.raw.headers.items() if k.lower() not in _HOP_BY_HOP | {"content-type"}]
         _send(request, upstream.status_code, upstream.headers.get("Content-Type", ""), content, passed)
 
 
 def _send(request: BaseHTTPRequestHandler, status: int, content_type: str, body: bytes,
-          headers: dict[str, str]) -> None:
+          headers: list[tuple[str, str]]) -> None:
     request.send_response(status)
-    for name, value in [("Content-Type", content_type), ("Content-Length", str(len(body))), *headers.items()]:
+    for name, value in [("Content-Type", content_type), ("Content-Length", str(len(body))), *headers]:
         request.send_header(name, value)
     request.end_headers()
     request.wfile.write(body)

@@ -22,22 +22,22 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import gunicorn.config
 import redis
 import requests
-from bs4 import BeautifulSoup
 
 from devprovider import DevProvider
 
-from .apps import SECRETS
+from .apps import repost_form
+from .environment import ROOT, sample_env
 
-ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_CONFIG = ROOT / "gunicorn.conf.py"
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
@@ -47,6 +47,24 @@ _ACCESS_LINE = re.compile(r"^<(\d+)> (\S+) (\S+) (\d{3})$", re.MULTILINE)
 #: Recent gunicorn (27 here) opens a control socket at one path per user: servers side by side would share it.
 _NO_CONTROL_SOCKET = ["--no-control-socket"] if any(
     setting.name == "control_socket" for setting in gunicorn.config.KNOWN_SETTINGS) else []
+
+
+@contextmanager
+def trusted_provider(workdir: Path | str, **env: str | int) -> Iterator[DevProvider]:
+    """A DevProvider started in ``workdir`` (``env``: its ``OP_*`` variables), stopped on exit.
+
+    While it runs, ``REQUESTS_CA_BUNDLE`` points requests, hence msal, at its CA.
+    """
+    with DevProvider().start(workdir, **env) as provider:
+        previous = os.environ.get("REQUESTS_CA_BUNDLE")
+        os.environ["REQUESTS_CA_BUNDLE"] = str(provider.ca_path)
+        try:
+            yield provider
+        finally:
+            if previous is None:
+                os.environ.pop("REQUESTS_CA_BUNDLE", None)
+            else:
+                os.environ["REQUESTS_CA_BUNDLE"] = previous
 
 
 def free_port() -> int:
@@ -237,31 +255,13 @@ class GunicornServer(_Server):
         return {pid for pid, *_ in self.access_log()}
 
 
-def sample_env(provider: DevProvider, public_url: str, data_dir: Path, *, client_id: str = "todo-web",
-               **extra: str) -> dict[str, str]:
-    """The environment ``sample_app`` needs to run against ``provider`` at ``public_url``.
-
-    ``extra`` adds or overrides variables, e.g. ``SAMPLE_SESSION_URL=redis.url``.
-    """
-    return {
-        "MSAL_CLIENT_ID": client_id,
-        "MSAL_CLIENT_SECRET": SECRETS[client_id],
-        "MSAL_OIDC_AUTHORITY": provider.issuer,
-        "MSAL_REDIRECT_URI": public_url + "/auth/callback",
-        "REQUESTS_CA_BUNDLE": str(provider.ca_path),
-        "SAMPLE_BIND": f"127.0.0.1:{urlsplit(public_url).port}",
-        "SAMPLE_DATA_DIR": str(data_dir),
-        **extra,
-    }
-
-
 def sample_server(provider: DevProvider, workdir: Path, *, host: str = "127.0.0.1", workers: int = 2,
                   client_id: str = "todo-web", **env: str) -> GunicornServer:
     """gunicorn serving ``sample_app:app`` with :data:`SAMPLE_CONFIG`, signed in by ``provider``.
 
     Not started yet: use it in a ``with``. Its redirect_uri is its own ``url`` and its
     data (to-do SQLite, file sessions) go to ``workdir/data``; ``env`` overrides
-    :func:`sample_env`, e.g. ``SAMPLE_SESSION_URL=redis.url``.
+    :func:`support.environment.sample_env`, e.g. ``SAMPLE_SESSION_URL=redis.url``.
     """
     port = free_port()
     return GunicornServer("sample_app:app", workdir, env=sample_env(
@@ -311,11 +311,8 @@ class Browser:
         with self.provider.browser() as other_site:  # no cookies of the app: SameSite=Lax keeps them
             cross_site = other_site.post(result.url, data=result.form, allow_redirects=False, timeout=30)
         assert cross_site.status_code == 200, cross_site.text[:500]
-        form = BeautifulSoup(cross_site.text, "html.parser").find("form", id="f")
-        assert form is not None, f"no re-post form in {cross_site.text[:500]}"
-        fields = {field["name"]: field.get("value", "") for field in form.find_all("input")}
-        assert fields.get("msal_wsgi_repost") == "1", fields
-        return self.post(urljoin(cross_site.url, form["action"]), fields)
+        form = repost_form(cross_site.text)
+        return self.post(urljoin(cross_site.url, form.action), form.fields)
 
     def sign_in(self, url: str, login: str = "alice") -> requests.Response:
         """Open ``url`` of a protected page, sign in as ``login``, and return that page."""

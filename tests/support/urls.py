@@ -1,13 +1,14 @@
-"""Where a browser goes for a ``Location``: the oracle of the redirect-safety tests.
+"""Reading URLs: their query parameters, and where a browser goes for a ``Location``.
 
-A browser's URL parser (WHATWG) removes tabs and newlines, strips leading C0
-controls and spaces, and reads backslashes as slashes in http(s) URLs; the result
-is then resolved against the page's URL.
+The latter is the oracle of the redirect-safety tests. A browser's URL parser
+(WHATWG) removes tabs and newlines, strips leading C0 controls and spaces, and
+reads backslashes as slashes in http(s) URLs; the result is then resolved
+against the page's URL.
 """
 
 from __future__ import annotations
 
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import parse_qsl, urljoin, urlsplit
 
 APP = "http://localhost"
 
@@ -26,3 +27,11 @@ def origin(url: str) -> str:
 def stays_home(location: str, allowed: tuple[str, ...] = ()) -> bool:
     target = origin(browser_resolves(location))
     return target == origin(APP) or target in {origin(a) for a in allowed}
+
+
+def query_of(url: str) -> dict[str, str]:
+    """The query parameters of ``url``, decoded; a parameter given twice fails the test."""
+    pairs = parse_qsl(urlsplit(url).query, keep_blank_values=True)
+    params = dict(pairs)
+    assert len(params) == len(pairs), f"a repeated parameter in {url}"
+    return params
