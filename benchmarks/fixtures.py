@@ -9,7 +9,6 @@ benchmarked stack (:func:`seed_session`), in the shape that stack expects.
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -19,20 +18,26 @@ from pathlib import Path
 from typing import Any
 
 from beaker.container import FileNamespaceManager, MemoryNamespaceManager
-from beaker.session import Session
 
 from devprovider import DevProvider
-from msal_wsgi import _environ as K
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+from support import sessions  # found through the path set just above
 from support.apps import TODO_READ, make_testapp, settings_for, sign_in
+from support.servers import free_port, trusted_provider
+
+SESSION_CACHE, SESSION_USER = sessions.SESSION_CACHE, sessions.SESSION_USER
 
 __all__ = [
+    "ROOT",
+    "SESSION_CACHE",
+    "SESSION_USER",
     "TODO_READ",
     "SignedInUser",
     "beaker_options",
     "counting",
+    "free_port",
     "provider",
     "seed_session",
     "settings_for",
@@ -71,10 +76,8 @@ def counting(kind: str) -> type[CountingMemory | CountingFile]:
 
 
 def beaker_options(kind: str, data_dir: str | None = None, *, count: bool = True) -> dict[str, Any]:
-    """Server-side Beaker sessions that are never rewritten unless changed (``save_accessed_time=False``)."""
-    options: dict[str, Any] = {"session.type": kind, "session.key": "sid", "session.save_accessed_time": False}
-    if kind == "file":
-        options["session.data_dir"] = options["session.lock_dir"] = data_dir
+    """The tests' server-side Beaker sessions (never rewritten unless changed), their writes counted if ``count``."""
+    options = sessions.beaker_options(kind, data_dir if kind == "file" else None)
     if count:
         options["session.namespace_class"] = counting(kind)
     return options
@@ -84,17 +87,9 @@ def beaker_options(kind: str, data_dir: str | None = None, *, count: bool = True
 _BEAKER_KEYS = frozenset({"_id", "_creation_time", "_accessed_time", "_domain", "_path", "_expires"})
 
 
-def _params(options: dict[str, Any]) -> dict[str, Any]:
-    return {key.split(".", 1)[1]: value for key, value in options.items()}
-
-
-def read_session(options: dict[str, Any], sid: str) -> dict[str, Any]:
-    return dict(Session({}, id=sid, use_cookies=False, **_params(options)))
-
-
 def seed_session(options: dict[str, Any], data: dict[str, Any]) -> str:
     """Store ``data`` as a new session; returns its id (the ``sid`` cookie value)."""
-    session = Session({}, use_cookies=False, **_params(options))
+    session = sessions.stored_session(None, options)
     session.update({k: v for k, v in data.items() if k not in _BEAKER_KEYS})
     session.save()
     return str(session.id)
@@ -110,26 +105,18 @@ class SignedInUser:
 
     @property
     def cache(self) -> str:
-        return str(self.session[K.SESSION_CACHE])
+        return str(self.session[SESSION_CACHE])
 
     @property
     def record(self) -> dict[str, Any]:
-        return dict(self.session[K.SESSION_USER])
+        return dict(self.session[SESSION_USER])
 
 
 @contextmanager
 def provider() -> Iterator[DevProvider]:
     """A DevProvider on loopback; REQUESTS_CA_BUNDLE points requests (and msal) at its CA."""
-    with tempfile.TemporaryDirectory(prefix="msal-wsgi-bench-") as workdir, DevProvider().start(workdir) as running:
-        previous = os.environ.get("REQUESTS_CA_BUNDLE")
-        os.environ["REQUESTS_CA_BUNDLE"] = str(running.ca_path)
-        try:
-            yield running
-        finally:
-            if previous is None:
-                os.environ.pop("REQUESTS_CA_BUNDLE", None)
-            else:
-                os.environ["REQUESTS_CA_BUNDLE"] = previous
+    with tempfile.TemporaryDirectory(prefix="msal-wsgi-bench-") as workdir, trusted_provider(workdir) as running:
+        yield running
 
 
 def signed_in_user(dev: DevProvider, login: str, resources: int = 1) -> SignedInUser:
@@ -140,4 +127,4 @@ def signed_in_user(dev: DevProvider, login: str, resources: int = 1) -> SignedIn
     for n in range(1, resources):
         body = testapp.get("/todos", {"acquire": extra_scope(n)}).json
         assert "value" in body["acquired"], body
-    return SignedInUser(login, resources, read_session(options, testapp.cookies["sid"]))
+    return SignedInUser(login, resources, dict(sessions.session_of(testapp)))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import requests
 
 from devprovider import DevProvider
 
-from .fixtures import ROOT, SignedInUser, beaker_options, seed_session
+from .fixtures import ROOT, SignedInUser, beaker_options, free_port, seed_session
 
 WORKERS, THREADS = 2, 2
 CONNECTIONS, DURATION_S, MAX_REQUESTS = 8, 2, 100_000
@@ -35,12 +34,6 @@ ENDPOINTS = [
     ("public", "/public"),
 ]
 _LUA = Path(__file__).with_name("wrk_limit.lua")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wrk(url: str, cookie: str, duration: int) -> tuple[float, int]:
@@ -100,7 +93,7 @@ def run(dev: DevProvider, user: SignedInUser, data_dir: str) -> tuple[str, bool]
         return "wrk is not installed (Debian: apt-get install -y wrk); load test skipped.", False
     sid = seed_session(beaker_options("file", data_dir, count=False), dict(user.session))
     session_file = next(Path(data_dir).rglob(f"{sid}.cache"))
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="msal-wsgi-gunicorn-") as workdir:
         process = _serve(dev, data_dir, workdir, port)

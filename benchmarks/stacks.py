@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from types import SimpleNamespace
 from typing import Any, Callable
 
 import identity.web
@@ -23,7 +22,8 @@ import msal
 from beaker.middleware import SessionMiddleware
 
 from msal_wsgi import TOKEN, MsalMiddleware
-from msal_wsgi import _environ as K
+
+from .fixtures import SESSION_USER, beaker_options, settings_for
 
 WSGIApp = Callable[[dict, Callable[..., Any]], Iterable[bytes]]
 _OK = [("Content-Type", "text/plain"), ("Content-Length", "2")]
@@ -48,7 +48,7 @@ def session_only(app: WSGIApp) -> WSGIApp:
     """Protection by session alone: a signed-in user is a session holding msal_wsgi's user record."""
 
     def gate(environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ["beaker.session"].get(K.SESSION_USER) is None:
+        if environ["beaker.session"].get(SESSION_USER) is None:
             return _denied(start_response)
         return app(environ, start_response)
 
@@ -133,9 +133,7 @@ def load_app() -> WSGIApp:
 
     ``/todos/...``: msal_wsgi; ``/session/...``: session only; anything else: public.
     """
-    from .fixtures import beaker_options, settings_for
-
-    settings = settings_for(SimpleNamespace(issuer=os.environ["BENCH_ISSUER"]))  # type: ignore[arg-type]
+    settings = settings_for(os.environ["BENCH_ISSUER"])
     beaker = beaker_options("file", os.environ["BENCH_SESSION_DIR"], count=False)
     return by_prefix({"/todos": build("msal_wsgi", settings, beaker, []),
                       "/session": build("session_only", settings, beaker, [])}, tiny_app)

@@ -11,24 +11,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from devprovider import DevProvider  # noqa: E402
+from devprovider import DevProvider
+from tests.support.environment import sample_env  # what the tests run the sample with, too
+
+#: Variables of the user's environment that win over the sample's defaults.
+_YOURS = ("MSAL_CLIENT_ID", "MSAL_CLIENT_SECRET")
 
 
 def main() -> int:
     port = int(os.environ.get("SAMPLE_PORT", "5000"))
     data = ROOT / ".sample-data"
     provider = DevProvider().start(data / "provider", port=int(os.environ.get("PROVIDER_PORT", "8443")))
-    env = dict(os.environ)
-    env.update({
-        "MSAL_CLIENT_ID": env.get("MSAL_CLIENT_ID", "todo-web"),
-        "MSAL_CLIENT_SECRET": env.get("MSAL_CLIENT_SECRET", "todo-web-secret"),
-        "MSAL_OIDC_AUTHORITY": provider.issuer,
-        "MSAL_REDIRECT_URI": f"http://localhost:{port}/auth/callback",
-        "MSAL_POST_LOGOUT_REDIRECT_URI": f"http://localhost:{port}/",
-        "REQUESTS_CA_BUNDLE": str(provider.ca_path),
-        "SAMPLE_BIND": f"127.0.0.1:{port}",
-        "SAMPLE_DATA_DIR": str(data),
-    })
+    url = f"http://localhost:{port}"
+    env = {**os.environ, **sample_env(provider, url, data, MSAL_POST_LOGOUT_REDIRECT_URI=url + "/"),
+           **{name: os.environ[name] for name in _YOURS if name in os.environ}}
     print(f"\n  Identity provider: {provider.issuer} (TLS from the throw-away CA {provider.ca_path};"
           "\n  your browser will warn about its certificate once: accept it, or import that CA)"
           f"\n  Open http://localhost:{port}/ and sign in with any name.\n", flush=True)
