@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import io
 import json
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 import urllib3
+from support.apps import TODO_READ
+from support.urls import query_of
 
 from msal_wsgi import ProviderUnavailable, Settings
 from msal_wsgi._msal import IdentityClient
@@ -104,15 +106,15 @@ def offline_client(authority: str, documents: dict[str, object]) -> tuple[Identi
 @pytest.mark.parametrize("authority,discovery_url,document", AUTHORITIES.values(), ids=AUTHORITIES.keys())
 def test_sign_in_and_sign_out_use_the_endpoints_the_authority_announces(authority, discovery_url, document):
     client, network = offline_client(authority, {discovery_url: document})
-    flow = client.begin_sign_in(("api://todo/ToDoList.Read",), login_hint="alice@contoso.example")
+    flow = client.begin_sign_in((TODO_READ,), login_hint="alice@contoso.example")
     assert network.asked == [discovery_url]  # tenant discovery only: no instance discovery
     authorize = urlsplit(flow["auth_uri"])
     assert f"{authorize.scheme}://{authorize.netloc}{authorize.path}" == document["authorization_endpoint"]
-    query = parse_qs(authorize.query)
-    assert query["client_id"] == ["11112222-bbbb-3333-cccc-4444dddd5555"]
-    assert query["redirect_uri"] == ["https://app.example/auth/callback"]
-    assert query["response_mode"] == ["form_post"] and query["login_hint"] == ["alice@contoso.example"]
-    assert query["scope"][0].split() == ["api://todo/ToDoList.Read", "offline_access", "openid", "profile"]
+    query = query_of(flow["auth_uri"])
+    assert query["client_id"] == "11112222-bbbb-3333-cccc-4444dddd5555"
+    assert query["redirect_uri"] == "https://app.example/auth/callback"
+    assert query["response_mode"] == "form_post" and query["login_hint"] == "alice@contoso.example"
+    assert query["scope"].split() == [TODO_READ, "offline_access", "openid", "profile"]
     assert client.end_session_endpoint == document["end_session_endpoint"]
 
 
