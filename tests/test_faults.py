@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import webtest
@@ -189,3 +191,37 @@ def test_a_failing_token_endpoint_at_sign_in_is_a_503_that_starts_over(proxy, fa
     # user (msal 1.39), so msal_wsgi keeps such answers out of it; the next sign-in goes through.
     back = complete_sign_in(app, provider, app.get("/auth/login", {"next": "/todos"}))
     assert back.follow().json["user"]["sub"] == "alice"
+
+
+# -- Beaker installed by msal_wsgi (session_options): a failed save is a 503 however the app answers.
+# An app that returns a generator starts its response lazily, during iteration, after the middleware
+# has returned; the store is a real Redis made full (reads work, writes fail).
+
+def lazy_app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+    """A generator app: the response starts (and Beaker saves) only when the server iterates."""
+    environ["beaker.session"]["visits"] = environ["beaker.session"].get("visits", 0) + 1
+    environ["beaker.session"].save()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    yield b"counted"
+
+
+def routed(environ: dict[str, Any], start_response: Any) -> Any:
+    """``*/count`` is the lazy app; the rest is the echo app."""
+    return (lazy_app if environ["PATH_INFO"].endswith("/count") else echo_app)(environ, start_response)
+
+
+@pytest.mark.parametrize("path", ["/count", "/todos/count"], ids=["public-path", "protected-path"])
+def test_a_lazy_app_whose_save_fails_gets_a_503_page(provider, tmp_path, caplog, path):
+    with RedisServer(tmp_path / "redis") as redis, redis.client() as admin:
+        options = {"type": "ext:redis", "url": redis.url, "key": "sid", "save_accessed_time": False}
+        app = webtest.TestApp(MsalMiddleware(routed, **settings_for(provider, session_options=options)))
+        sign_in(app, provider)
+        assert app.get(path).text == "counted"
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("maxmemory", "1")  # full: reads work, writes fail
+        with caplog.at_level(logging.ERROR, logger="msal_wsgi"):
+            page = app.get(path, status=503)
+        assert page.headers["Retry-After"] and "Traceback" not in page.text
+        assert "could not be saved" in caplog.text and "OutOfMemoryError" in caplog.text
+        admin.config_set("maxmemory", "0")
+        assert app.get(path).text == "counted"
