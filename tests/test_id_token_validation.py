@@ -46,15 +46,15 @@ def rogue(rogue_server: MisbehavingProvider) -> MisbehavingProvider:
     return rogue_server
 
 
-def rp_app(rogue: MisbehavingProvider, **overrides: Any) -> TestApp:
-    """echo_app behind msal_wsgi signing in at ``rogue``, with Beaker memory sessions."""
+def rp_app(rogue: MisbehavingProvider, app: Any = echo_app, **overrides: Any) -> TestApp:
+    """``app`` (the echo app) behind msal_wsgi signing in at ``rogue``, with Beaker memory sessions."""
     from beaker.middleware import SessionMiddleware
 
     options: dict[str, Any] = {"client_id": rogue.client_id, "client_secret": rogue.client_secret,
                                "oidc_authority": rogue.issuer, "redirect_uri": "http://localhost/auth/callback",
                                "protect": {"/todos": Protect(read=[READ])}}
     options.update(overrides)
-    middleware = MsalMiddleware(echo_app, **options)
+    middleware = MsalMiddleware(app, **options)
     return TestApp(SessionMiddleware(middleware, {"session.type": "memory", "session.key": "sid",
                                                   "session.save_accessed_time": False}))
 
@@ -368,3 +368,75 @@ def test_allowed_tenants_must_be_tenant_ids():
     with pytest.raises(ConfigurationError, match="allowed_tenants"):
         Settings(client_id=CLIENT, client_secret="s", authority=ORGANIZATIONS,
                  redirect_uri="https://app.example/auth/callback", allowed_tenants=("contoso.com",))
+
+
+# -- discovery and token answers that do not fit: a clear 503, never a 500 -----------------------------
+
+@pytest.mark.parametrize("overrides", [
+    {"id_token_signing_alg_values_supported": ["HS256", "none"]},
+    {"jwks_uri": None},
+    {"jwks_uri": "http://127.0.0.1:9/jwks"},
+], ids=["only-symmetric-algorithms", "no-jwks-uri", "plain-http-jwks-uri"])
+def test_discovery_without_usable_keys_starts_no_sign_in(rogue, caplog, overrides):
+    rogue.configure(discovery_overrides=overrides)
+    app = rp_app(rogue)
+    with caplog.at_level(logging.ERROR, logger="msal_wsgi"):
+        answer = app.get("/todos", status=503)
+    assert "Sign-in is unavailable" in answer.text and "does not fit the settings" in caplog.text
+
+
+def test_keys_that_cannot_be_fetched_are_a_passing_outage_at_the_callback(rogue, caplog):
+    rogue.configure(discovery_overrides={"jwks_uri": rogue.issuer + "/no-such-keys"})
+    app = rp_app(rogue)
+    with caplog.at_level(logging.ERROR, logger="msal_wsgi"):
+        answer = sign_in(app, rogue)
+    assert answer.status_int == 503 and answer.headers["Retry-After"]
+    assert "cannot fetch the provider's signing keys" in caplog.text
+
+
+def test_an_error_in_a_200_token_response_is_a_passing_outage(rogue):
+    rogue.configure(token_response_overrides={"error": "temporarily_unavailable", "access_token": None,
+                                              "id_token": None})
+    app = rp_app(rogue)
+    assert sign_in(app, rogue).status_int == 503
+
+
+def test_a_refresh_without_an_id_token_is_used(rogue):
+    app = rp_app(rogue)
+    assert_signed_in(app, sign_in(app, rogue))
+    rogue.configure(id_token_on_refresh=False)
+    assert app.get("/todos?acquire=api://rogue/other").json["acquired"]["scopes"] == ["api://rogue/other"]
+
+
+def test_a_refresh_without_an_access_token_is_a_503_keeping_the_session(rogue):
+    app = rp_app(rogue)
+    assert_signed_in(app, sign_in(app, rogue))
+    rogue.configure(omit_access_token=True)
+    answer = app.get("/todos?acquire=api://rogue/other", headers={"Accept": "application/json"}, status=503)
+    assert answer.json["error"] == "temporarily_unavailable"
+    rogue.configure(omit_access_token=False)
+    assert app.get("/todos").json["remote_user"] == "rogue-user"
+
+
+def test_a_claims_challenge_always_asks_the_token_endpoint(rogue):
+    app = rp_app(rogue, app=claims_app)
+    assert_signed_in(app, sign_in(app, rogue))
+    before = len(rogue.token_requests)
+    app.get("/todos/claims")
+    app.get("/todos/claims")
+    assert [r["grant_type"] for r in rogue.token_requests[before:]] == ["refresh_token", "refresh_token"]
+
+
+def claims_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """``/todos/claims`` acquires the route's token again with a claims challenge (conditional access)."""
+    if environ["PATH_INFO"] == "/todos/claims":
+        token = environ["msal_wsgi.acquire_token"]([READ], claims_challenge='{"access_token":{"acrs":{"essential":true}}}')
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [str(token.expires_on).encode()]
+    return echo_app(environ, start_response)
+
+
+def test_an_entra_token_without_tid_is_refused(rogue):
+    with pytest.raises(ResponseRejected) as refused:
+        entra_sign_in_with_issuer(rogue, tid="", issuer_tenant=TENANT)
+    assert refused.value.rule == "invalid_id_token" and "tid" in refused.value.detail

@@ -10,13 +10,24 @@ test_sign_out.py.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 
 import pytest
 from beaker.session import Session
 from support.apps import JSON, SECRETS, STALE_AFTER, TODO_READ, TODO_WRITE, claims_of, make_testapp, sign_in
-from support.sessions import SESSION_USER, cache_secrets, msal_cache, session_of
+from support.sessions import (
+    ALL_SESSION_KEYS,
+    SESSION_CACHE,
+    SESSION_USER,
+    cache_secrets,
+    msal_cache,
+    session_of,
+    stored_session,
+)
 
+from msal_wsgi import InteractionRequired
 from msal_wsgi._session import StoredUser
 
 #: msal's acquire_token_silent serves a cached access token while at least this much of it is left
@@ -161,3 +172,62 @@ def test_cache_is_written_back_only_when_it_changed(provider, monkeypatch):
     for _ in range(3):
         app.get("/todos")
     assert saves == []
+
+
+def test_a_session_whose_token_cache_is_gone_asks_the_user_to_sign_in(provider):
+    app = make_testapp(provider)
+    sign_in(app, provider)
+    stored = session_of(app)
+    del stored[SESSION_CACHE]
+    stored.save()
+    body = app.get("/todos", {"acquire": "api://r1/access"}).json
+    assert body["acquired"] == {"error": "the session holds no token cache"}
+
+
+class SignedOutMeanwhile:
+    """A session lock that, once acquired, finds the session signed out by another request.
+
+    A fault injector: the real race (a sign-out between the fast path and the lock) cannot be
+    timed from a test; this lock makes it happen every time, and is otherwise a real ThreadLock.
+    """
+
+    def __init__(self) -> None:
+        from msal_wsgi.locks import ThreadLock
+
+        self._lock = ThreadLock()
+
+    @contextlib.contextmanager
+    def __call__(self, session_id: str) -> Iterator[None]:
+        with self._lock(session_id):
+            stored = stored_session(session_id)
+            for key in ALL_SESSION_KEYS:
+                stored.pop(key, None)
+            stored.save()
+            yield
+
+
+def test_a_refresh_finds_the_session_signed_out_meanwhile_and_asks_for_a_sign_in(provider):
+    app = make_testapp(provider, session_lock=SignedOutMeanwhile())
+    sign_in(app, provider)
+    mark = provider.mark()
+    body = app.get("/todos", {"acquire": "api://r1/access"}).json
+    assert body["acquired"] == {"error": "the session was signed out or changed user meanwhile"}
+    assert provider.token_requests_since(mark) == []
+
+
+def signing_out_app(environ, start_response):
+    """Signs the user out of this request's session (as a concurrent sign-out would), then asks for a token."""
+    for key in ALL_SESSION_KEYS:
+        environ["beaker.session"].pop(key, None)
+    try:
+        environ["msal_wsgi.acquire_token"](["api://r1/access"])
+    except InteractionRequired as exc:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [exc.reason.encode()]
+    raise AssertionError("a token for a signed-out session")
+
+
+def test_acquire_token_after_the_user_was_signed_out_is_interaction_required(provider):
+    app = make_testapp(provider, app=signing_out_app)
+    sign_in(app, provider)
+    assert app.get("/todos").text == "the session was signed out or changed user meanwhile"
