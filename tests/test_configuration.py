@@ -53,6 +53,40 @@ def app(environ, start_response):
     ({"logout_path": "/auth/login"}, "logout_path"),
     ({"session_options": {"type": "cookie"}}, "session.type"),
     ({"allowed_redirect_origins": ("https://ok.example/path",)}, "allowed_redirect_origins"),
+    # the URL checks, each rule on its own
+    ({"oidc_authority": "https://user@id.example/realm"}, "oidc_authority"),
+    ({"oidc_authority": "https://user:pw@id.example/realm"}, "oidc_authority"),
+    ({"oidc_authority": "https://id.example/realm#frag"}, "oidc_authority"),
+    ({"oidc_authority": "https:///realm"}, "oidc_authority"),
+    ({"oidc_authority": "wss://id.example/realm"}, "oidc_authority"),
+    ({"oidc_authority": "ftp://id.example/realm"}, "oidc_authority"),
+    ({"oidc_authority": "http://localhost/realm"}, "oidc_authority"),  # no loopback exception for authorities
+    ({"redirect_uri": ""}, "redirect_uri"),
+    ({"redirect_uri": "http://127.0.0.2/auth/callback"}, "redirect_uri"),
+    ({"redirect_uri": "https://app.example/auth/callback#x"}, "redirect_uri"),
+    ({"post_logout_redirect_uri": "http://app.example/"}, "post_logout_redirect_uri"),
+    # scopes and rules
+    ({"protect": {"/todos": [""]}}, "protect.read"),
+    ({"protect": {"/todos": ["two words"]}}, "protect.read"),
+    ({"protect": {"/todos": [42]}}, "protect.read"),
+    ({"protect": {"/todos": {"write": ["offline_access"]}}}, "protect.write"),
+    ({"protect": {"/todos": 42}}, "protect"),
+    ({"protect": ["/todos"]}, "protect"),
+    ({"protect": {"/to%64os": Protect()}}, "protect"),
+    ({"protect": {"/todos/.": Protect()}}, "protect"),
+    ({"login_scopes": ["profile"]}, "login_scopes"),
+    # the other values
+    ({"client_credential": 42}, "client_credential"),
+    ({"sign_in_timeout": 100_001}, "sign_in_timeout"),
+    ({"max_pending_sign_ins": True}, "max_pending_sign_ins"),
+    ({"http_timeout": 301}, "http_timeout"),
+    ({"clock_skew": 601}, "clock_skew"),
+    ({"remote_user_claim": " "}, "remote_user_claim"),
+    ({"session_key": ""}, "session_key"),
+    ({"on_event": "not callable"}, "on_event"),
+    ({"session_lock": "memcached://x"}, "session_lock"),
+    ({"session_lock": 42}, "session_lock"),
+    ({"login_path": "/"}, "login_path"),
 ])
 def test_bad_setting_is_named(changes, setting):
     with pytest.raises(ConfigurationError) as raised:
@@ -228,3 +262,34 @@ def test_errors_name_the_ini_key_and_suggest_the_nearest_setting():
 ], ids=["read-write", "two-lines", "semicolon-and-no-scopes", "empty-write"])
 def test_the_protect_text_form(text, rules):
     assert dict(Settings.from_mapping({**INI, "protect": text}).protect) == rules
+
+
+@pytest.mark.parametrize(("good", "value"), [
+    ({"redirect_uri": "http://localhost:5000/auth/callback"}, "http://localhost:5000/auth/callback"),
+    ({"redirect_uri": "http://127.0.0.1/auth/callback"}, "http://127.0.0.1/auth/callback"),
+    ({"redirect_uri": "http://[::1]:8000/auth/callback"}, "http://[::1]:8000/auth/callback"),
+], ids=["localhost", "ipv4-loopback", "ipv6-loopback"])
+def test_http_is_allowed_for_loopback_redirect_uris(good, value):
+    assert Settings(**{**GOOD, **good}).redirect_uri == value
+
+
+@pytest.mark.parametrize(("key", "text", "named"), [
+    ("http_timeout", "soon", "http_timeout"),
+    ("sign_in_timeout", "ten", "sign_in_timeout"),
+    ("on_event", "", None),
+], ids=["seconds", "whole-number", "empty-hook-is-none"])
+def test_ini_strings_are_coerced_or_named(key, text, named):
+    if named is None:
+        assert Settings.from_mapping({**INI, key: text}).on_event is None
+        return
+    with pytest.raises(ConfigurationError) as raised:
+        Settings.from_mapping({**INI, key: text})
+    assert raised.value.setting == named
+
+
+def test_with_changes_replaces_a_credential_whatever_form_either_takes():
+    settings = Settings(**GOOD)
+    assert settings.with_changes(client_secret="new").client_credential == "new"
+    certificate = {"private_key": "k", "thumbprint": "t"}
+    assert dict(settings.with_changes(client_credential=certificate).client_credential) == certificate
+    assert settings.with_changes(prompt="login").client_credential == "secret"
