@@ -60,7 +60,8 @@ class MsalMiddleware:
     :param options: any :class:`Settings` field (see the configuration reference).
 
     The wrapped app finds ``msal_wsgi.token``, ``msal_wsgi.user``,
-    ``msal_wsgi.acquire_token`` and ``REMOTE_USER`` in the environ of protected requests.
+    ``msal_wsgi.acquire_token`` and ``REMOTE_USER`` in the environ of protected requests,
+    and ``msal_wsgi.current_user`` on every path.
     """
 
     def __init__(self, app: WSGIApplication, settings: Settings | None = None, **options: Any) -> None:
@@ -81,8 +82,8 @@ class MsalMiddleware:
         self._tokens = TokenSource(self._client, settings.session_lock, self._events)
         self._callback_path = settings.callback_path
         self._login_path = settings.login_path
-        self._remote_user_claim = settings.remote_user_claim
         self._logout_path = settings.logout_path
+        self._remote_user_claim = settings.remote_user_claim
         self._beaker = None if settings.session_options is None else InstalledSessions(
             self, settings.session_options, self._session_not_saved)
         self._warned_no_session = False
@@ -110,7 +111,7 @@ class MsalMiddleware:
     def _protected(self, request: Request, rule: Protect) -> WSGIApplication:
         """A protected path: the app with the user and a token in the environ, or a sign-in challenge."""
         scopes = rule.scopes_for(request.method)
-        view = self._sign_in.view(request)
+        view = self._sessions.view(request.environ)
         user = view.user()
         if user is None:
             return self._sign_in.challenge(request, scopes, "not signed in")
