@@ -77,7 +77,9 @@ class FileLock:
         self._fcntl: Any = fcntl
         self._directory = os.fspath(directory)
         os.makedirs(self._directory, exist_ok=True)
-        self._threads = ThreadLock()  # fcntl locks are per process, not per thread
+        # A flock() lock belongs to an open file, so threads opening their own exclude each other;
+        # but on NFS Linux emulates flock() with fcntl() locks, which belong to the process.
+        self._threads = ThreadLock()
 
     @contextlib.contextmanager
     def __call__(self, session_id: str) -> Iterator[None]:
