@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from typing import Any
+from urllib.parse import parse_qs
 
 import msal
 import webtest
@@ -31,7 +32,8 @@ ROGUE_READ, ROGUE_WRITE = "read", "write"
 
 
 def api_echo_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    """Reports what the middleware handed over on an API prefix; ``?obo=SCOPE`` calls acquire_token."""
+    """Reports what the middleware handed over on an API prefix; ``?obo=SCOPES`` calls acquire_token
+    (``&raise=1``: and lets InteractionRequired through to the middleware)."""
     caller, user = environ.get(CALLER), environ.get(USER)
     body: dict[str, Any] = {
         "path": environ.get("PATH_INFO"),
@@ -43,10 +45,10 @@ def api_echo_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         "acquire_token": ACQUIRE_TOKEN in environ,
         "session": "beaker.session" in environ and environ["beaker.session"].accessed(),
     }
-    query = environ.get("QUERY_STRING", "")
-    if query.startswith("obo="):
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    if "obo" in query:
         try:
-            token = environ[ACQUIRE_TOKEN](query[len("obo="):].replace("%2F", "/").replace("%3A", ":").split("+"))
+            token = environ[ACQUIRE_TOKEN](query["obo"][0].split())
             body["obo"] = {"value": token.value, "scopes": list(token.scopes), "expires_on": token.expires_on}
         except InteractionRequired as exc:
             if "raise" in query:
