@@ -1,4 +1,5 @@
-"""Start the local OpenID Connect provider and the sample app wired to it (``./scripts/run-sample``)."""
+"""Start the local OpenID Connect provider, the to-do list API and the sample web app wired to both
+(``./scripts/run-sample``), and stop all three together."""
 
 from __future__ import annotations
 
@@ -11,39 +12,55 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from devprovider import DevProvider  # noqa: E402
+from devprovider import DevProvider
+
+
+def gunicorn(app: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), app],
+                            cwd=ROOT, env=env)
 
 
 def main() -> int:
     port = int(os.environ.get("SAMPLE_PORT", "5000"))
+    api_port = int(os.environ.get("SAMPLE_API_PORT", "5001"))
     data = ROOT / ".sample-data"
     provider = DevProvider().start(data / "provider", port=int(os.environ.get("PROVIDER_PORT", "8443")))
-    env = dict(os.environ)
-    env.update({
-        "MSAL_CLIENT_ID": env.get("MSAL_CLIENT_ID", "todo-web"),
-        "MSAL_CLIENT_SECRET": env.get("MSAL_CLIENT_SECRET", "todo-web-secret"),
-        "MSAL_OIDC_AUTHORITY": provider.issuer,
+    common = {**os.environ, "MSAL_OIDC_AUTHORITY": provider.issuer, "REQUESTS_CA_BUNDLE": str(provider.ca_path),
+              "SAMPLE_DATA_DIR": str(data)}
+    # The API is its own registration (todo-api): it validates tokens for api://todo and signs no one in.
+    api_env = {**common, "MSAL_CLIENT_ID": "todo-api", "SAMPLE_BIND": f"127.0.0.1:{api_port}"}
+    web_env = {
+        **common,
+        "MSAL_CLIENT_ID": os.environ.get("MSAL_CLIENT_ID", "todo-web"),
+        "MSAL_CLIENT_SECRET": os.environ.get("MSAL_CLIENT_SECRET", "todo-web-secret"),
         "MSAL_REDIRECT_URI": f"http://localhost:{port}/auth/callback",
         "MSAL_POST_LOGOUT_REDIRECT_URI": f"http://localhost:{port}/",
-        "REQUESTS_CA_BUNDLE": str(provider.ca_path),
+        "TODOLIST_ENDPOINT": f"http://127.0.0.1:{api_port}/api/todolist",
         "SAMPLE_BIND": f"127.0.0.1:{port}",
-        "SAMPLE_DATA_DIR": str(data),
-    })
+    }
     print(f"\n  Identity provider: {provider.issuer} (TLS from the throw-away CA {provider.ca_path};"
           "\n  your browser will warn about its certificate once: accept it, or import that CA)"
+          f"\n  To-do list API:    http://127.0.0.1:{api_port}/api/todolist"
           f"\n  Open http://localhost:{port}/ and sign in with any name.\n", flush=True)
-    # Stop both servers however this script ends: Ctrl-C, SIGTERM, or gunicorn exiting.
+    # Stop every server however this script ends: Ctrl-C, SIGTERM, or a gunicorn exiting.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    gunicorn = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"),
-                                 "sample_app:app"], cwd=ROOT, env=env)
+    servers = [gunicorn("todo_api:app", api_env)]
     try:
-        return gunicorn.wait()
+        servers.append(gunicorn("sample_app:app", web_env))
+        while True:
+            for server in servers:
+                try:
+                    return server.wait(timeout=1)
+                except subprocess.TimeoutExpired:
+                    continue
     except KeyboardInterrupt:
         return 0
     finally:
-        if gunicorn.poll() is None:
-            gunicorn.terminate()
-            gunicorn.wait(timeout=30)
+        for server in servers:
+            if server.poll() is None:
+                server.terminate()
+        for server in servers:
+            server.wait(timeout=30)
         provider.stop()
 
 
