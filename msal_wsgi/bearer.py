@@ -22,7 +22,8 @@ body, never a redirect, and no session is ever read or written:
   the ``scope`` the request needs.
 
 Validated tokens are remembered (``api_token_cache`` of them, each until it expires), so a client
-that sends the same token again costs a dictionary lookup instead of a signature check.
+that sends the same token again costs a dictionary lookup instead of a signature check; the
+method's scopes and the prefix's rules are still checked on every request.
 """
 
 from __future__ import annotations
@@ -87,12 +88,16 @@ class Authenticated(NamedTuple):
     caller: Caller
 
 
-def bearer_token(environ: Mapping[str, Any]) -> str:
-    """The token of the request's one ``Authorization: Bearer`` header, or :class:`Refused`."""
+def _no_token_in_query(environ: Mapping[str, Any]) -> None:
     query = environ.get("QUERY_STRING")
     if query and _QUERY_TOKEN.search(query):
         raise Refused(400, "invalid_request", "token_in_query", "Send the access token in the Authorization "
                       "header (RFC 6750 section 2.1), not in the URL.")
+
+
+def bearer_token(environ: Mapping[str, Any]) -> str:
+    """The token of the request's one ``Authorization: Bearer`` header, or :class:`Refused`."""
+    _no_token_in_query(environ)
     value = environ.get("HTTP_AUTHORIZATION")
     if not value:
         raise Refused(401, None, "no_token", "This API needs an Authorization: Bearer <access token> header.")
@@ -113,7 +118,9 @@ def bearer_token(environ: Mapping[str, Any]) -> str:
 
 
 class _Validated:
-    """Callers of recently validated tokens, each until its token expires: bounded, the oldest out first.
+    """Recently validated requests, by their ``Authorization`` header exactly as sent, each until its
+    token expires: bounded, the oldest out first. A header seen before passed every check that
+    only depends on it (syntax, signature, claims); the method's scopes are checked each time.
 
     Lookups take no lock (a dict read is atomic); insertions, on the slow path, do.
     """
@@ -122,20 +129,20 @@ class _Validated:
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._entries: dict[str, tuple[Caller, float]] = {}
+        self._entries: dict[str, tuple[Authenticated, float]] = {}
         self._lock = threading.Lock()
 
-    def get(self, token: str, now: float) -> Caller | None:
-        entry = self._entries.get(token)
+    def get(self, header: str, now: float) -> Authenticated | None:
+        entry = self._entries.get(header)
         return entry[0] if entry is not None and now < entry[1] else None
 
-    def put(self, token: str, caller: Caller, until: float) -> None:
+    def put(self, header: str, authenticated: Authenticated, until: float) -> None:
         if not self._size:
             return
         with self._lock:
             while len(self._entries) >= self._size:
                 del self._entries[next(iter(self._entries))]
-            self._entries[token] = (caller, until)
+            self._entries[header] = (authenticated, until)
 
 
 class BearerGuard:
@@ -160,16 +167,26 @@ class BearerGuard:
         """The request's token and caller, when the token is valid and grants what ``rule`` needs for
         this method; else the RFC 6750 answer. :class:`~msal_wsgi.ProviderUnavailable` when the
         provider's discovery or keys cannot be had."""
+        environ = request.environ
         try:
-            token = bearer_token(request.environ)
-            caller, cached = self._caller(token)
+            _no_token_in_query(environ)
+            now = time.time()
+            header = environ.get("HTTP_AUTHORIZATION")
+            authenticated = self._validated.get(header, now) if header else None
+            cached = authenticated is not None
+            if authenticated is None:
+                token = bearer_token(environ)
+                caller, until = self._validate(token, now)
+                authenticated = Authenticated(token, caller)
+                self._validated.put(str(header), authenticated, until)
+            caller = authenticated.caller
             granted = caller.roles if caller.app_only else caller.scopes
             if not rule.accepts(request.method, app_only=caller.app_only, granted=granted):
                 raise _insufficient(rule, request.method, caller.app_only)
         except Refused as refused:
             return self.refuse(request, refused)
         self._events(API_TOKEN_ACCEPTED, app_only=caller.app_only, cached=cached)
-        return Authenticated(token, caller)
+        return authenticated
 
     def refuse(self, request: Request, refused: Refused) -> Response:
         """The answer to a refused request, told as ``api.token_rejected``."""
@@ -189,11 +206,8 @@ class BearerGuard:
         return bearer_error(403, self._realm, "interaction_required", "The user must sign in again or consent at "
                             "the client: " + exc.reason[:200])
 
-    def _caller(self, token: str) -> tuple[Caller, bool]:
-        now = time.time()
-        caller = self._validated.get(token, now)
-        if caller is not None:
-            return caller, True
+    def _validate(self, token: str, now: float) -> tuple[Caller, float]:
+        """The caller of a valid token, and until when it stays valid; :class:`Refused` otherwise."""
         provider = self._client.provider
         try:
             claims = jose.validate_access_token(token, provider.keys, issuer=self._issuer_of(provider),
@@ -204,9 +218,7 @@ class BearerGuard:
                 raise ProviderMisconfigured("the provider's JWKS has no key msal_wsgi can verify with") from None
             raise Refused(401, "invalid_token", exc.reason,
                           DESCRIPTIONS.get(exc.reason.partition(":")[0], "The token is not valid.")) from None
-        caller = caller_of(claims, self._audiences)
-        self._validated.put(token, caller, float(claims["exp"]) + self._leeway)
-        return caller, False
+        return caller_of(claims, self._audiences), float(claims["exp"]) + self._leeway
 
     def _issuer_of(self, provider: Provider) -> jose.Issuer:
         if self._issuer is None or self._issuer[0] is not provider:

@@ -78,6 +78,12 @@ class Caller:
     scopes: frozenset[str]
     roles: frozenset[str]
 
+    def __post_init__(self) -> None:
+        # Built once: a validated token's Caller is kept and served again for as long as the token lives.
+        tenant = self.tenant
+        user = None if self.app_only else User(f"{self.id}.{tenant}" if tenant else self.id, self.claims)
+        object.__setattr__(self, "_user", user)
+
     @property
     def id(self) -> str:
         """A stable identifier of the caller: ``oid`` (Entra: the user's, or the calling app's service
@@ -99,7 +105,5 @@ class Caller:
     @property
     def user(self) -> User | None:
         """The user on whose behalf a delegated token was issued, with the token's claims; ``None`` for app-only."""
-        if self.app_only:
-            return None
-        tenant = self.tenant
-        return User(f"{self.id}.{tenant}" if tenant else self.id, self.claims)
+        user: User | None = self.__dict__["_user"]
+        return user
