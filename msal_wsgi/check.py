@@ -121,6 +121,7 @@ def summary(settings: Settings, discovery: Mapping[str, object]) -> str:
          else "none"),
         ("api_audience", " ".join(settings.api_audience) or "none (no API prefixes)"),
         ("sessions", "Beaker, installed by msal_wsgi (session.* settings)" if settings.session_options is not None
+         else "none needed: an API-only app" if not settings.redirect_uri
          else f"expected at environ[{settings.session_key!r}] (wrap the app in session middleware)"),
     ]
     lines = [f"  {label + ':':<14}{value}" for label, value in rows]

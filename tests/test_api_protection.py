@@ -527,3 +527,9 @@ def test_entra_issuers_are_accepted(rogue, tenant, claims, settings):
 def test_tokens_of_other_entra_tenants_are_401_invalid_token(rogue, tenant, claims, settings, words):
     answer = entra_answer(rogue, tenant, claims, **settings)
     assert_refused(answer, 401, "invalid_token", words)
+
+
+def test_a_cors_preflight_carries_no_token_and_is_refused_like_any_request(api):
+    answer = api.options("/api/todolist", headers={"Origin": "https://spa.example",
+                                                   "Access-Control-Request-Method": "POST"}, status=401)
+    assert_refused(answer, 401, None)  # CORS middleware belongs outside msal_wsgi (README)

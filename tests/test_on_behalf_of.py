@@ -10,14 +10,16 @@ prefix does the exchange, and keeps each downstream token per caller until it ex
 from __future__ import annotations
 
 import base64
+import json
 import logging
 
 import jwt
 import pytest
+import requests
 from support.api import app_token, bearer, make_api, user_token
 
 from devprovider import DevProvider
-from msal_wsgi import MIDDLEWARE
+from msal_wsgi import MIDDLEWARE, BearerAuth
 from msal_wsgi.calling import bearer_params
 
 DOWNSTREAM = "api://r1/access"
@@ -93,3 +95,14 @@ def test_a_claims_challenge_from_the_app_reaches_the_client_as_insufficient_clai
     params = bearer_params(answer.headers["WWW-Authenticate"])
     assert params["error"] == "insufficient_claims" and answer.json["error"] == "insufficient_claims"
     assert base64.urlsafe_b64decode(params["claims"]).decode() == challenge
+
+
+def test_bearer_auth_sends_the_on_behalf_of_token(provider, users):
+    def app(environ, start_response):  # type: ignore[no-untyped-def]
+        sent = BearerAuth(environ, scopes=[DOWNSTREAM])(requests.Request("GET", "https://downstream.example").prepare())
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps({"authorization": sent.headers["Authorization"]}).encode()]
+
+    api = make_api(provider.issuer, app=app, client_secret="todo-api-secret")
+    authorization = api.get("/api/todolist", headers=bearer(users["bob"])).json["authorization"]
+    assert authorization.startswith("Bearer ") and claims(authorization[7:])["aud"] == "api://r1"
