@@ -14,7 +14,6 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -32,13 +31,14 @@ from support.api import (
     user_token,
 )
 from support.apps import TODO_READ, TODO_WRITE, make_testapp
-from support.misbehaving import ACCESS_TOKEN_AUDIENCE, UNKNOWN_KID, MisbehavingProvider, beside
+from support.misbehaving import ACCESS_TOKEN_AUDIENCE, UNKNOWN_KID, MisbehavingProvider
 from webtest import TestApp
 
 from devprovider import DevProvider
 from msal_wsgi import ConfigurationError, MsalMiddleware, Protect, ProtectApi, Settings, events
 from msal_wsgi.calling import bearer_params
 
+pytest_plugins = ["support.rogue"]  # the rogue and rogue_server fixtures
 REALM = f'realm="{TODO_API}"'
 
 
@@ -57,18 +57,6 @@ def tokens(devprovider: DevProvider) -> dict[str, str]:
 @pytest.fixture
 def api(provider: DevProvider) -> TestApp:
     return make_api(provider.issuer)
-
-
-@pytest.fixture(scope="module")
-def rogue_server(devprovider: DevProvider) -> Iterator[MisbehavingProvider]:
-    with beside(devprovider) as server:
-        yield server
-
-
-@pytest.fixture
-def rogue(rogue_server: MisbehavingProvider) -> MisbehavingProvider:
-    rogue_server.reset()
-    return rogue_server
 
 
 def challenge(answer: Any) -> dict[str, str]:

@@ -9,37 +9,24 @@ and a WARNING line ``access to PATH denied to WHO: ...``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from beaker.middleware import SessionMiddleware
 from support.api import access_claims, bearer, rogue_api
 from support.apps import echo_app, return_to_app
-from support.misbehaving import MisbehavingProvider, beside
+from support.misbehaving import MisbehavingProvider
 from webtest import TestApp
 
-from devprovider import DevProvider
 from msal_wsgi import ConfigurationError, MsalMiddleware, Protect, ProtectApi, Require
 from msal_wsgi.authz import Denial, denial
 
+pytest_plugins = ["support.rogue"]  # the rogue and rogue_server fixtures
 TENANT = "aaaabbbb-0000-cccc-1111-dddd2222eeee"
 OTHER_TENANT = "99998888-7777-6666-5555-444433332222"
 ADMINS = "0d2b5e3c-1111-4a4a-9b9b-5c5c5c5c5c5c"
 OVERAGE = {"_claim_names": {"groups": "src1"},
            "_claim_sources": {"src1": {"endpoint": "https://graph.microsoft.com/v1.0/users/o/getMemberObjects"}}}
-
-
-@pytest.fixture(scope="module")
-def rogue_server(devprovider: DevProvider) -> Iterator[MisbehavingProvider]:
-    with beside(devprovider) as server:
-        yield server
-
-
-@pytest.fixture
-def rogue(rogue_server: MisbehavingProvider) -> MisbehavingProvider:
-    rogue_server.reset()
-    return rogue_server
 
 
 def web_app(rogue: MisbehavingProvider, require: Any) -> TestApp:
