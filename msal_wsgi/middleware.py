@@ -227,7 +227,7 @@ class MsalMiddleware:
             return self._no_session_page(exc)
         if isinstance(exc, UnicodeDecodeError):  # WebOb decodes query strings and forms as strict UTF-8
             log.warning("request to %s refused: parameters are not UTF-8", request.path_info[:200])
-            if not self._page_wanted(request):
+            if isinstance(request.environ.get(ROUTE), ProtectApi):
                 return json_error(400, "invalid_request", "The request's parameters are not valid UTF-8.")
             return error_page(400, "Bad request", "The request's parameters are not valid UTF-8.")
         if isinstance(exc, SessionUnavailable):
