@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 from beaker.middleware import SessionMiddleware
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support.api import (
     APP_WRITE,
     TODO_API,
@@ -521,3 +523,41 @@ def test_a_cors_preflight_carries_no_token_and_is_refused_like_any_request(api):
     answer = api.options("/api/todolist", headers={"Origin": "https://spa.example",
                                                    "Access-Control-Request-Method": "POST"}, status=401)
     assert_refused(answer, 401, None)  # CORS middleware belongs outside msal_wsgi (README)
+
+
+# -- arbitrary headers ------------------------------------------------------------------------------
+
+HEADER_VALUES = st.one_of(
+    st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=60),
+    st.builds(lambda scheme, rest: f"{scheme} {rest}", st.sampled_from(["Bearer", "bearer", "BEARER", "Basic", "DPoP"]),
+              st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=80)),
+    st.builds(lambda parts: "Bearer " + ".".join(parts),
+              st.lists(st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=",
+                               max_size=40), min_size=1, max_size=6)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=HEADER_VALUES)
+def test_any_authorization_header_is_a_token68_or_a_400_or_401(value):
+    from msal_wsgi.bearer import Refused, bearer_token
+
+    try:
+        token = bearer_token({"HTTP_AUTHORIZATION": value})
+    except Refused as refused:
+        assert (refused.status, refused.error) in ((400, "invalid_request"), (401, None), (401, "invalid_token"))
+        return
+    assert value.lower().startswith("bearer ") and value.endswith(token) and " " not in token and "," not in token
+
+
+@pytest.fixture(scope="module")
+def module_api(devprovider: DevProvider) -> TestApp:
+    return make_api(devprovider.issuer)
+
+
+@settings(max_examples=150, deadline=None)
+@given(value=HEADER_VALUES)
+def test_any_authorization_header_is_answered_never_a_500(module_api, value):
+    answer = module_api.get("/api/todolist", extra_environ={"HTTP_AUTHORIZATION": value}, expect_errors=True)
+    assert answer.status_int in (400, 401), answer
+    assert answer.headers["WWW-Authenticate"].startswith(f"Bearer {REALM}")
