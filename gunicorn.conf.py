@@ -1,7 +1,10 @@
-"""gunicorn settings for the sample: ``gunicorn -c gunicorn.conf.py sample_app:app``.
+"""gunicorn settings for the sample's two services: ``gunicorn -c gunicorn.conf.py sample_app:app``
+(the web app) and ``gunicorn -c gunicorn.conf.py todo_api:app`` (the to-do list API), each on
+its own SAMPLE_BIND address.
 
-Several workers share the Beaker sessions (files, or Redis with SAMPLE_SESSION_URL)
-and the SQLite to-do store; the threads let /todos call the sample's own /api/todolist.
+The web app's workers share the Beaker sessions (files, or Redis with SAMPLE_SESSION_URL); the
+API's share the SQLite to-do store. A worker that takes longer than ``timeout`` is restarted:
+the web app's calls to the API time out well before (TODOLIST_TIMEOUT, 5 s), with a 503 page.
 """
 
 import os

@@ -1,41 +1,46 @@
 """The MSAL Node web-app sample's scenario, in Python: sign in, call a to-do list API, sign out.
 
-Run it with ``./scripts/run-sample`` (a local identity provider included), or with
-``gunicorn -c gunicorn.conf.py sample_app:app`` and your own MSAL_* settings
+Run it with ``./scripts/run-sample`` (a local identity provider and the to-do API included), or
+with ``gunicorn -c gunicorn.conf.py sample_app:app`` and your own MSAL_* settings
 (``SAMPLE_SESSION_URL=redis://host:port/db`` keeps the sessions in Redis instead of
 files, for several servers behind a load balancer):
 
 * ``/``           public home page with sign-in and sign-out links;
 * ``/todos``      protected: the user's to-do items, read from the to-do list API with
-                  a ``TODOLIST_READ`` token; the form posts with a ``TODOLIST_READWRITE`` token;
-* ``/api/todolist`` when ``TODOLIST_ENDPOINT`` is unset: the to-do list API itself, which
-                  validates bearer tokens (JWKS signature, issuer, audience, scope) and keeps
-                  items per user in SQLite.
+                  a ``TODOLIST_READ`` token; the form posts with a ``TODOLIST_READWRITE`` token.
+
+The to-do list API is a service of its own (``todo_api.py``, protected by msal_wsgi's API mode) at
+``TODOLIST_ENDPOINT``, which is configuration: its URL is never made from a request's headers.
+Calls to it time out after ``TODOLIST_TIMEOUT`` seconds (default 5, well under gunicorn's 30): an
+API that is down or slow is a 503 page with ``Retry-After``, one that fails a 502 page, never a
+dropped connection. The add form carries an idempotency key, sent as ``Idempotency-Key``: a POST
+whose outcome was unknown (a timeout) can be sent again from the error page and adds the item once.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import sqlite3
-import threading
+import re
+import secrets
 from html import escape
 from pathlib import Path
 from typing import Any
 
-import jwt
 import requests
 from beaker.middleware import SessionMiddleware
 from webob import Request, Response
 from webob.dec import wsgify
-from webob.exc import HTTPBadRequest, HTTPForbidden, HTTPNotFound, HTTPSeeOther, HTTPUnauthorized
+from webob.exc import HTTPNotFound, HTTPSeeOther
 
-from msal_wsgi import TOKEN, USER, MsalMiddleware, Protect, Settings
+from msal_wsgi import MIDDLEWARE, TOKEN, USER, MsalMiddleware, Protect, Settings, claims_challenge
 
 TODOLIST_READ = os.environ.get("TODOLIST_READ", "api://todo/ToDoList.Read")
 TODOLIST_READWRITE = os.environ.get("TODOLIST_READWRITE", "api://todo/ToDoList.ReadWrite")
-TODOLIST_ENDPOINT = os.environ.get("TODOLIST_ENDPOINT")  # unset: this app serves /api/todolist
 DATA_DIR = Path(os.environ.get("SAMPLE_DATA_DIR", ".sample-data"))
+#: Seconds a browser is told to wait before retrying when the to-do API is down or slow.
+RETRY_AFTER = 10
+_KEY = re.compile(r"^[A-Za-z0-9_\-]{16,64}$")
 
 log = logging.getLogger("sample_app")
 
@@ -48,139 +53,114 @@ nav a{{margin-right:1rem}}</style></head><body>
 <h1>{title}</h1>{body}</body></html>"""
 
 
-def page(request: Request, title: str, body: str, status: int = 200) -> Response:
+def page(request: Request, title: str, body: str, status: int = 200, retry_after: int | None = None) -> Response:
     html = _PAGE.format(title=escape(title), body=body, root=escape(request.script_name))
-    return Response(html, status=status, content_type="text/html", charset="utf-8")
+    response = Response(html, status=status, content_type="text/html", charset="utf-8")
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def add_form(description: str = "", button: str = "Add") -> str:
+    """The add form, with a new idempotency key: the API adds one item per key, however often it is sent."""
+    return (f'<form method="post"><input name="description" required maxlength="200" '
+            f'aria-label="New item" value="{escape(description)}">'
+            f'<input type="hidden" name="idempotency_key" value="{secrets.token_urlsafe(16)}"> '
+            f'<button type="submit">{escape(button)}</button></form>')
+
+
+class TodoApi:
+    """The web app's client of the to-do list API at ``endpoint`` (configuration, never a request's header)."""
+
+    def __init__(self, endpoint: str, timeout: float) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+
+    def call(self, method: str, token: Any, **options: Any) -> requests.Response:
+        """One request with the user's token; :class:`ApiUnavailable` when the API cannot answer in time."""
+        headers = {"Authorization": token.authorization, **options.pop("headers", {})}
+        try:
+            return requests.request(method, self.endpoint, headers=headers, timeout=self.timeout,
+                                    allow_redirects=False, **options)
+        except requests.Timeout:
+            raise ApiUnavailable("did not answer in time") from None
+        except requests.ConnectionError:
+            raise ApiUnavailable("cannot be reached") from None
+
+
+class ApiUnavailable(Exception):
+    """The to-do API is down or too slow: the user may try again shortly."""
 
 
 # -- the web app ---------------------------------------------------------------
 
-def todo_api_url(request: Request) -> str:
-    return TODOLIST_ENDPOINT or request.host_url + request.script_name + "/api/todolist"
+def make_web_app(api: TodoApi) -> Any:
+    @wsgify
+    def web_app(request: Request) -> Response:
+        if request.path_info == "/":
+            return page(request, "msal_wsgi sample", "<p>Sign in to see your to-do list.</p>")
+        if request.path_info == "/todos" and request.method == "GET":
+            return show_todos(request, api)
+        if request.path_info == "/todos" and request.method == "POST":
+            return add_todo(request, api)
+        raise HTTPNotFound()
+
+    return web_app
 
 
-@wsgify
-def web_app(request: Request) -> Response:
-    if request.path_info == "/":
-        return page(request, "msal_wsgi sample", "<p>Sign in to see your to-do list.</p>")
-    if request.path_info == "/todos" and request.method == "GET":
-        return show_todos(request)
-    if request.path_info == "/todos" and request.method == "POST":
-        return add_todo(request)
-    if request.path_info.startswith("/api/todolist") and TODOLIST_ENDPOINT is None:
-        return todo_api(request)
-    raise HTTPNotFound()
+def api_failed(request: Request, answer: requests.Response) -> Response:
+    """The to-do API answered, but not with what was asked: a claims challenge, or a 502 page."""
+    challenge = claims_challenge(answer)
+    if challenge:  # conditional access: sign in again, satisfying these claims
+        return request.environ[MIDDLEWARE].start_sign_in(request.environ, claims_challenge=challenge)
+    log.warning("to-do API answered %s", answer.status_code)
+    retry = answer.headers.get("Retry-After") if answer.status_code == 503 else None
+    return page(request, "To-do list unavailable", f"<p>The to-do list API answered {answer.status_code}. "
+                "Please try again later.</p>", 503 if retry else 502, int(retry) if retry and retry.isdigit() else None)
 
 
-def show_todos(request: Request) -> Response:
+def unavailable(request: Request, why: ApiUnavailable, retry_form: str = "") -> Response:
+    log.warning("to-do API %s", why)
+    return page(request, "To-do list unavailable", f"<p>The to-do list API {why}. Please try again in a few "
+                f"seconds.</p>{retry_form}", 503, RETRY_AFTER)
+
+
+def show_todos(request: Request, api: TodoApi) -> Response:
     user, token = request.environ[USER], request.environ[TOKEN]
-    answer = requests.get(todo_api_url(request), headers={"Authorization": token.authorization}, timeout=10)
+    try:
+        answer = api.call("GET", token)
+    except ApiUnavailable as exc:
+        return unavailable(request, exc)
     if answer.status_code != 200:
-        log.warning("to-do API answered %s", answer.status_code)
-        return page(request, "To-do list unavailable", f"<p>The to-do list API answered {answer.status_code}.</p>", 502)
+        return api_failed(request, answer)
     items = "".join(f"<li>{escape(item['description'])}</li>" for item in answer.json())
-    form = ('<form method="post"><input name="description" required maxlength="200" '
-            'aria-label="New item"> <button type="submit">Add</button></form>')
-    body = f'<p id="user">Signed in as <b>{escape(user.name)}</b></p><ul id="todos">{items}</ul>{form}'
+    body = f'<p id="user">Signed in as <b>{escape(user.name)}</b></p><ul id="todos">{items}</ul>{add_form()}'
     return page(request, "To-do list", body)
 
 
-def add_todo(request: Request) -> Response:
+def add_todo(request: Request, api: TodoApi) -> Response:
     description = request.POST.get("description", "").strip()
     if not description or len(description) > 200:
         return page(request, "Not added", "<p>A to-do item needs 1 to 200 characters.</p>", 400)
-    token = request.environ[TOKEN]
-    answer = requests.post(todo_api_url(request), json={"description": description},
-                           headers={"Authorization": token.authorization}, timeout=10)
+    key = request.POST.get("idempotency_key", "")
+    if not _KEY.match(key):  # a form of another page, or a hand-made POST: this one is sent once
+        key = secrets.token_urlsafe(16)
+    try:
+        answer = api.call("POST", request.environ[TOKEN], json={"description": description},
+                          headers={"Idempotency-Key": key})
+    except ApiUnavailable as exc:
+        # The item may or may not have been added: the same key lets the user send it again safely.
+        retry = (f'<form method="post"><input type="hidden" name="description" '
+                 f'value="{escape(description)}"><input type="hidden" name="idempotency_key" value="{escape(key)}">'
+                 '<button type="submit" id="retry">Try again</button></form>'
+                 '<p>Trying again never adds the item twice.</p>')
+        return unavailable(request, exc, retry)
     if answer.status_code != 201:
-        return page(request, "Not added", f"<p>The to-do list API answered {answer.status_code}.</p>", 502)
+        return api_failed(request, answer)
     return HTTPSeeOther(location=request.script_name + "/todos")
 
 
-# -- the to-do list API (used when TODOLIST_ENDPOINT is unset) --------------------
-
-class TokenValidator:
-    """Validates bearer tokens: RS256 signature from the provider's JWKS, issuer, audience, scope."""
-
-    def __init__(self, metadata_url: str, audience: str) -> None:
-        self._metadata_url = metadata_url
-        self._audience = audience
-        self._lock = threading.Lock()
-        self._issuer: str | None = None
-        self._keys: dict[str, Any] = {}
-
-    def _refresh_keys(self) -> None:
-        metadata = requests.get(self._metadata_url, timeout=10).json()
-        jwks = requests.get(metadata["jwks_uri"], timeout=10).json()
-        self._issuer = metadata["issuer"]
-        self._keys = {k["kid"]: jwt.PyJWK(k).key for k in jwks["keys"] if k.get("use", "sig") == "sig"}
-
-    def claims(self, authorization: str | None, needed: tuple[str, ...]) -> dict[str, Any]:
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise HTTPUnauthorized(headers={"WWW-Authenticate": "Bearer"})
-        try:
-            kid = jwt.get_unverified_header(token).get("kid")
-            with self._lock:
-                if kid not in self._keys:  # first use, or the provider rotated its keys
-                    self._refresh_keys()
-            claims = jwt.decode(token, self._keys[kid], algorithms=["RS256"], audience=self._audience,
-                                issuer=self._issuer, options={"require": ["exp", "iss", "aud"]})
-        except (jwt.PyJWTError, KeyError) as exc:
-            raise HTTPUnauthorized(headers={"WWW-Authenticate": f'Bearer error="invalid_token", '
-                                                                f'error_description="{type(exc).__name__}"'})
-        granted = set(str(claims.get("scp") or claims.get("scope") or "").split())
-        if not any(s in granted or s.rsplit("/", 1)[-1] in granted for s in needed):
-            raise HTTPForbidden(headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'})
-        return claims
-
-
-class TodoStore:
-    """To-do items per user in SQLite, so every gunicorn worker sees the same list."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._path = str(path)
-        with self._connect() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS todo (id INTEGER PRIMARY KEY, owner TEXT, description TEXT)")
-
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self._path, timeout=10)
-
-    def list(self, owner: str) -> list[dict[str, Any]]:
-        with self._connect() as db:
-            rows = db.execute("SELECT id, description FROM todo WHERE owner = ? ORDER BY id", (owner,))
-            return [{"id": i, "description": d} for i, d in rows]
-
-    def add(self, owner: str, description: str) -> dict[str, Any]:
-        with self._connect() as db:
-            cursor = db.execute("INSERT INTO todo (owner, description) VALUES (?, ?)", (owner, description))
-            return {"id": cursor.lastrowid, "description": description}
-
-
-def todo_api(request: Request) -> Response:
-    if request.path_info != "/api/todolist":
-        raise HTTPNotFound()
-    if request.method == "GET":
-        claims = VALIDATOR.claims(request.headers.get("Authorization"), (TODOLIST_READ, TODOLIST_READWRITE))
-        return Response(json_body=STORE.list(claims.get("oid") or claims["sub"]))
-    if request.method == "POST":
-        claims = VALIDATOR.claims(request.headers.get("Authorization"), (TODOLIST_READWRITE,))
-        try:
-            description = str(request.json_body["description"])[:200]
-        except (ValueError, KeyError, TypeError):
-            raise HTTPBadRequest("expected {\"description\": \"...\"}")
-        return Response(json_body=STORE.add(claims.get("oid") or claims["sub"], description), status=201)
-    raise HTTPBadRequest("GET or POST")
-
-
 # -- wiring --------------------------------------------------------------------
-
-def _metadata_url(settings: Settings) -> str:
-    if settings.oidc_authority:
-        return settings.oidc_authority + "/.well-known/openid-configuration"
-    return str(settings.authority).rstrip("/") + "/v2.0/.well-known/openid-configuration"
-
 
 def session_store(url: str | None) -> tuple[dict[str, str], str]:
     """Beaker storage options, and the ``session_lock`` that spans the processes sharing them.
@@ -199,7 +179,6 @@ def session_store(url: str | None) -> tuple[dict[str, str], str]:
 
 def make_app(env: dict[str, str] | None = None) -> Any:
     """The sample behind msal_wsgi behind Beaker sessions (files, or Redis), configured from ``env``."""
-    global VALIDATOR, STORE
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
     env = dict(os.environ if env is None else env)
     store, lock = session_store(env.get("SAMPLE_SESSION_URL"))
@@ -209,10 +188,12 @@ def make_app(env: dict[str, str] | None = None) -> Any:
     if "MSAL_SESSION_LOCK" not in env:
         defaults["session_lock"] = lock
     settings = Settings.from_env(env, **defaults)
-    VALIDATOR = TokenValidator(_metadata_url(settings),
-                               os.environ.get("TODOLIST_AUDIENCE", TODOLIST_READ.rsplit("/", 1)[0]))
-    STORE = TodoStore(DATA_DIR / "todos.sqlite3")
-    protected = MsalMiddleware(web_app, settings)
+    endpoint = env.get("TODOLIST_ENDPOINT")
+    if not endpoint or not endpoint.startswith(("http://", "https://")):
+        raise ValueError("TODOLIST_ENDPOINT must be the URL of the to-do list API, for example "
+                         "http://127.0.0.1:5001/api/todolist (./scripts/run-sample starts it there)")
+    timeout = float(env.get("TODOLIST_TIMEOUT", "5"))
+    protected = MsalMiddleware(make_web_app(TodoApi(endpoint, timeout)), settings)
     return SessionMiddleware(protected, {
         **store,
         "session.key": "msal_wsgi_sample",
@@ -221,10 +202,6 @@ def make_app(env: dict[str, str] | None = None) -> Any:
         "session.secure": settings.redirect_uri.startswith("https://"),
         "session.save_accessed_time": False,
     })
-
-
-VALIDATOR: TokenValidator
-STORE: TodoStore
 
 
 def __getattr__(name: str) -> Any:

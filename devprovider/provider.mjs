@@ -25,9 +25,19 @@
 //   OP_ISSUER_ORIGIN the origin the issuer is announced at (default: https://127.0.0.1:PORT), for a
 //                    proxy in front of the provider that must look like the provider itself
 //
+// Web APIs, as Entra app registrations that expose them:
+//   * todo-daemon and todo-daemon-norole get app-only tokens for api://todo with the client
+//     credentials grant; todo-daemon's carry the app role ToDoList.ReadWrite.All in "roles";
+//   * todo-api is the to-do API's own registration (App ID URI api://todo): with Entra's
+//     on-behalf-of grant (urn:ietf:params:oauth:grant-type:jwt-bearer, requested_token_use =
+//     on_behalf_of) it exchanges a user's token for api://todo for a token of another declared
+//     resource, for the same user.
+//
 // Prints "READY <issuer>" on stdout once listening.
 
-import { X509Certificate, generateKeyPairSync, randomBytes } from 'node:crypto';
+import {
+  X509Certificate, createPublicKey, generateKeyPairSync, randomBytes, verify,
+} from 'node:crypto';
 import { appendFileSync, readFileSync } from 'node:fs';
 import https from 'node:https';
 
@@ -85,6 +95,18 @@ function resourcesOfScope(scope) {
   return found;
 }
 
+/** What oidc-provider needs to know of a declared resource: JWT access tokens with aud = the resource. */
+async function resourceServerInfo(ctx, resourceIndicator) {
+  const scopes = RESOURCES.get(resourceIndicator);
+  if (!scopes) throw new errors.InvalidTarget();
+  return {
+    scope: scopes.join(' '),
+    audience: resourceIndicator,
+    accessTokenFormat: 'jwt',
+    jwt: { sign: { alg: 'RS256' } },
+  };
+}
+
 const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1']);
 
 function loopbackUrl(value) {
@@ -102,6 +124,23 @@ const CONFIDENTIAL = {
 };
 
 const SHORT_TTL_CLIENTS = new Set(['todo-web-short', 'todo-web-rotating']);
+
+// Entra-like app roles: what the client credentials tokens of each daemon carry in "roles".
+const APP_ROLES = new Map([
+  ['todo-daemon', ['ToDoList.ReadWrite.All']],
+  ['todo-daemon-norole', []],
+]);
+const DAEMON = {
+  grant_types: ['client_credentials'],
+  response_types: [],
+  redirect_uris: [],
+  token_endpoint_auth_method: 'client_secret_basic',
+};
+
+// Middle-tier APIs allowed the on-behalf-of grant, with the resource each one is (the audience
+// of the tokens it receives: the assertion it exchanges).
+const OBO_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+const MIDDLE_TIERS = new Map([['todo-api', 'api://todo']]);
 
 /**
  * todo-web-cert authenticates with a certificate credential: a client assertion
@@ -141,6 +180,11 @@ const configuration = {
     { client_id: 'todo-web-rotating', client_secret: 'todo-web-rotating-secret', ...CONFIDENTIAL },
     { client_id: 'todo-web-refresh-in', client_secret: 'todo-web-refresh-in-secret', ...CONFIDENTIAL },
     ...(CLIENT_CERT ? [certificateClient(CLIENT_CERT)] : []),
+    { client_id: 'todo-daemon', client_secret: 'todo-daemon-secret', ...DAEMON },
+    { client_id: 'todo-daemon-norole', client_secret: 'todo-daemon-norole-secret', ...DAEMON },
+    {
+      client_id: 'todo-api', client_secret: 'todo-api-secret', ...DAEMON, grant_types: [OBO_GRANT],
+    },
   ],
   jwks: { keys: [signingKey] },
   cookies: { keys: [randomBytes(32).toString('base64url')] },
@@ -162,7 +206,12 @@ const configuration = {
       },
     };
   },
+  async extraTokenClaims(ctx, token) {
+    const roles = token.kind === 'ClientCredentials' ? APP_ROLES.get(token.clientId) : undefined;
+    return roles?.length ? { roles } : undefined;
+  },
   features: {
+    clientCredentials: { enabled: true },
     devInteractions: { enabled: true },
     revocation: { enabled: true },
     introspection: { enabled: true },
@@ -180,16 +229,7 @@ const configuration = {
       async useGrantedResource() {
         return true;
       },
-      async getResourceServerInfo(ctx, resourceIndicator) {
-        const scopes = RESOURCES.get(resourceIndicator);
-        if (!scopes) throw new errors.InvalidTarget();
-        return {
-          scope: scopes.join(' '),
-          audience: resourceIndicator,
-          accessTokenFormat: 'jwt',
-          jwt: { sign: { alg: 'RS256' } },
-        };
-      },
+      getResourceServerInfo: resourceServerInfo,
     },
   },
   // Entra-like consent: once a user consented to a client, the grant covers
@@ -262,6 +302,58 @@ function log(req, res, started) {
   })}\n`);
 }
 
+/** The payload of a JWT this provider signed (RS256, its key), or undefined. */
+function verifiedPayload(jwt) {
+  const [header, payload, signature] = String(jwt).split('.');
+  if (signature === undefined) return undefined;
+  try {
+    const { alg, kid } = JSON.parse(Buffer.from(header, 'base64url'));
+    const ok = alg === 'RS256' && kid === signingKey.kid && verify(
+      'RSA-SHA256', Buffer.from(`${header}.${payload}`), createPublicKey({ key: signingKey, format: 'jwk' }),
+      Buffer.from(signature, 'base64url'),
+    );
+    return ok ? JSON.parse(Buffer.from(payload, 'base64url')) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Entra's on-behalf-of flow (RFC 7523 assertion grant with requested_token_use=on_behalf_of):
+ * the assertion is a user's access token for the middle tier's own resource, still valid;
+ * the answer is an access token of the same user for the one resource the scopes name.
+ */
+async function onBehalfOf(ctx) {
+  const { client, params, provider } = ctx.oidc;
+  const own = MIDDLE_TIERS.get(client.clientId);
+  if (!own) throw new errors.UnauthorizedClient('this client may not use the on-behalf-of grant');
+  if (params.requested_token_use !== 'on_behalf_of') {
+    throw new errors.InvalidRequest('requested_token_use must be on_behalf_of');
+  }
+  const claims = verifiedPayload(params.assertion);
+  const now = Math.floor(Date.now() / 1000);
+  if (!claims || claims.iss !== provider.issuer || claims.aud !== own || !(claims.exp > now)
+      || claims.sub === claims.client_id) { // Entra: only a user's token can be exchanged
+    throw new errors.InvalidGrant('the assertion is not a valid access token for this client');
+  }
+  const resources = resourcesOfScope(params.scope);
+  if (resources.length !== 1) throw new errors.InvalidTarget('the scopes must name exactly one resource');
+  const [resource] = resources;
+  const info = await resourceServerInfo(ctx, resource);
+  const declared = new Set(info.scope.split(' '));
+  const token = new provider.AccessToken({
+    accountId: claims.sub,
+    client,
+    gty: 'on_behalf_of',
+    scope: (params.scope || '').split(' ').filter((s) => declared.has(s)).join(' ') || undefined,
+  });
+  token.resourceServer = new provider.ResourceServer(resource, info);
+  const value = await token.save();
+  ctx.body = {
+    access_token: value, token_type: 'Bearer', expires_in: token.expiration, scope: token.scope,
+  };
+}
+
 let callback;
 const server = https.createServer({ cert: CERT, key: KEY }, (req, res) => {
   // Log when the response is ended (before the client can see all of it), so a
@@ -313,6 +405,8 @@ server.listen(PORT, '127.0.0.1', () => {
       ctx.body = { ...ctx.body, refresh_in: REFRESH_IN };
     }
   });
+
+  provider.registerGrantType(OBO_GRANT, onBehalfOf, ['assertion', 'scope', 'requested_token_use']);
 
   callback = provider.callback();
   process.stdout.write(`READY ${issuer(port)}\n`);

@@ -1,5 +1,5 @@
 """msal_wsgi: sign users in with Microsoft Entra ID or any OpenID Connect provider,
-and acquire access tokens for the web APIs your WSGI app calls.
+acquire access tokens for the web APIs your WSGI app calls, and protect web APIs.
 
 ::
 
@@ -10,10 +10,14 @@ and acquire access tokens for the web APIs your WSGI app calls.
                          redirect_uri="https://app.example/auth/callback",
                          protect={"/todos": Protect(read=[READ], write=[READWRITE])})
     app = SessionMiddleware(app, {"session.type": "file", "session.data_dir": "..."})
+
+    api = MsalMiddleware(todo_api, client_id=..., authority=..., api_audience="api://todo",
+                         protect={"/api/todolist": ProtectApi(read=[READ, READWRITE], write=[READWRITE])})
 """
 
 from . import events
-from ._environ import ACQUIRE_TOKEN, CURRENT_USER, MIDDLEWARE, ROUTE, TOKEN, USER
+from ._environ import ACQUIRE_TOKEN, CALLER, CURRENT_USER, MIDDLEWARE, ROUTE, TOKEN, USER
+from .authz import Require
 from .calling import BearerAuth, claims_challenge
 from .errors import (
     ConfigurationError,
@@ -22,16 +26,17 @@ from .errors import (
     ProviderUnavailable,
     SessionUnavailable,
 )
-from .identity import AccessToken, User
+from .identity import AccessToken, Caller, User
 from .middleware import MsalMiddleware
 from .paste import filter_app_factory, filter_factory
-from .settings import Protect, Settings
+from .settings import Protect, ProtectApi, Settings
 from .signin import SignInFailure
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ACQUIRE_TOKEN",
+    "CALLER",
     "CURRENT_USER",
     "MIDDLEWARE",
     "ROUTE",
@@ -39,12 +44,15 @@ __all__ = [
     "USER",
     "AccessToken",
     "BearerAuth",
+    "Caller",
     "ConfigurationError",
     "InteractionRequired",
     "MsalMiddleware",
     "MsalWsgiError",
     "Protect",
+    "ProtectApi",
     "ProviderUnavailable",
+    "Require",
     "SessionUnavailable",
     "Settings",
     "SignInFailure",

@@ -14,8 +14,10 @@ TOKEN = PREFIX + "token"
 USER = PREFIX + "user"
 #: ``acquire_token(scopes, claims_challenge=None) -> AccessToken``, for other scopes on demand.
 ACQUIRE_TOKEN = PREFIX + "acquire_token"
-#: The :class:`msal_wsgi.Protect` rule that matched this request.
+#: The :class:`msal_wsgi.Protect` or :class:`msal_wsgi.ProtectApi` rule that matched this request.
 ROUTE = PREFIX + "route"
+#: :class:`msal_wsgi.Caller`, who called an API prefix with a valid bearer token.
+CALLER = PREFIX + "caller"
 #: The middleware itself, so the app can build sign-in/sign-out links and challenges.
 MIDDLEWARE = PREFIX + "middleware"
 #: ``current_user() -> User | None``, on every path: who is signed in, without asking anyone to

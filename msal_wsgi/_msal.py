@@ -82,6 +82,11 @@ _UNAVAILABLE = (requests.RequestException, msal.exceptions.MsalServiceError)
 EXPIRY_MARGIN = 300
 
 
+def still_fresh(expires_on: float, refresh_on: float | None, now: float) -> bool:
+    """Whether msal itself would still serve a cached token with these times."""
+    return expires_on - now >= EXPIRY_MARGIN and (refresh_on is None or refresh_on > now)
+
+
 @dataclass(frozen=True)
 class Redemption:
     """What a redeemed authorization code yields: the account, its id-token claims, a token, the new cache."""
@@ -187,14 +192,23 @@ class HttpClient:
         return response
 
 
+#: Entra's v2 issuer; its v1 tokens (an API registration's default) name the same tenant at sts.windows.net.
+_ENTRA_V2_ISSUER = re.compile(r"^https://login\.microsoftonline\.com/([^/]+)/v2\.0$")
+
+
 @dataclass(frozen=True)
 class Provider:
-    """What discovery says about the provider, checked against the settings once."""
+    """What discovery says about the provider, checked against the settings once.
+
+    ``v1_issuer`` is the issuer of Entra's v1 access tokens for the same tenant(s)
+    (``https://sts.windows.net/{tenantid}/``), which an API accepts too; ``None`` for other providers.
+    """
 
     issuer: str
     algorithms: tuple[str, ...]
     keys: jose.KeySet
     iss_parameter_required: bool
+    v1_issuer: str | None = None
 
     def expected_issuer(self, claims: Mapping[str, Any]) -> str:
         """The issuer a token must name: Entra's multi-tenant template is filled with its ``tid``."""
@@ -272,8 +286,10 @@ class IdentityClient:
         wanted = self._settings.token_endpoint_auth_method
         self._http.secret_in_header = isinstance(self._settings.client_credential, str) and (
             wanted == "client_secret_basic" or (wanted == "auto" and "client_secret_post" not in methods))
+        entra = _ENTRA_V2_ISSUER.match(issuer)
         return Provider(issuer, algorithms, jose.KeySet(lambda: self._jwks(jwks_uri)),
-                        discovery.get("authorization_response_iss_parameter_supported") is True)
+                        discovery.get("authorization_response_iss_parameter_supported") is True,
+                        f"https://sts.windows.net/{entra[1]}/" if entra else None)
 
     def _jwks(self, uri: str) -> Mapping[str, Any]:
         try:
@@ -389,6 +405,40 @@ class IdentityClient:
             raise ResponseRejected("tenant_not_allowed", f"tenant {str(claims.get('tid'))[:64]!r} is not in "
                                    "allowed_tenants")
         return claims
+
+    @property
+    def can_act_on_behalf(self) -> bool:
+        """Whether this client has a credential, which the on-behalf-of grant needs."""
+        return self._settings.client_credential is not None
+
+    def acquire_on_behalf_of(self, assertion: str, scopes: tuple[str, ...], *,
+                             claims_challenge: str | None = None) -> AccessToken:
+        """A token for ``scopes`` for the user of ``assertion``, a validated access token for this API
+        (Entra's on-behalf-of grant, RFC 7523 with ``requested_token_use=on_behalf_of``).
+
+        msal 1.39 never serves an on-behalf-of token from its cache, and the caller keeps the tokens
+        it gets (:class:`~msal_wsgi.tokens.OnBehalfOf`), so each call starts from an empty cache.
+        Raises :class:`InteractionRequired` (with the claims challenge, if any) when the user must
+        consent or satisfy a policy at the client, :class:`CredentialRejected`, :class:`ProviderUnavailable`.
+        """
+        self.provider  # noqa: B018 - checks discovery
+        cache = msal.SerializableTokenCache()
+        with self._router.using(cache):
+            app = self._msal
+            now = time.time()
+            try:
+                result = app.acquire_token_on_behalf_of(assertion, list(scopes), claims_challenge=claims_challenge)
+            except _UNAVAILABLE as exc:
+                raise ProviderUnavailable(f"token endpoint unavailable: {_describe(exc)}") from None
+            except ValueError as exc:  # malformed JSON from the token endpoint
+                raise ProviderUnavailable(f"malformed answer from the token endpoint: {exc}") from None
+            _raise_for_error(result)
+            _check_token_type(result, ProviderUnavailable(
+                f"the token endpoint answered a {str(result.get('token_type'))[:40]!r} token, not Bearer (RFC 6750)"))
+            token = _token(result, scopes, now, cache)
+            if token is None:
+                raise ProviderUnavailable("the token endpoint answered without an access token")
+            return token
 
     def acquire_silent(self, cache_blob: str, account_id: str, scopes: tuple[str, ...], *,
                        subject: str | None = None, claims_challenge: str | None = None

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from ._environ import ALL_SESSION_KEYS, SESSION_CACHE, SESSION_DONE, SESSION_FLOWS, SESSION_USER
-from ._msal import EXPIRY_MARGIN, Redemption
+from ._msal import EXPIRY_MARGIN, Redemption, still_fresh
 from .errors import SessionUnavailable
 from .identity import AccessToken, User
 
@@ -54,7 +54,7 @@ class StoredUser:
         if entry is None:
             return None
         value, expires_on, refresh_on, scopes = entry
-        if expires_on - now < EXPIRY_MARGIN or (refresh_on is not None and refresh_on <= now):
+        if not still_fresh(expires_on, refresh_on, now):
             return None
         return AccessToken(value, expires_on, tuple(scopes), refresh_on)
 

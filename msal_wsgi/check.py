@@ -213,8 +213,9 @@ def verify(settings: Settings) -> str:
     if modes and settings.response_mode not in modes:
         raise CheckFailed(f"msal_wsgi setting 'response_mode': the provider supports {modes}, "
                           f"not {settings.response_mode!r}")
-    probe_redirect_uri(settings, discovery)
-    problem = client.credential_problem()
+    if settings.redirect_uri:  # an API-only app signs no one in
+        probe_redirect_uri(settings, discovery)
+    problem = client.credential_problem() if client.can_act_on_behalf else None  # an API-only app may have none
     if problem:
         secret = "client_credential (MSAL_CLIENT_SECRET or MSAL_CLIENT_CERTIFICATE)"
         raise CheckFailed(f"msal_wsgi setting 'client_id' or {secret}: the token endpoint rejected "
@@ -229,15 +230,16 @@ def summary(settings: Settings, discovery: Mapping[str, object]) -> str:
         ("authorize", discovery.get("authorization_endpoint")),
         ("token", discovery.get("token_endpoint")),
         ("sign-out", discovery.get("end_session_endpoint") or "none: sign-out clears the local session only"),
-        ("redirect_uri", settings.redirect_uri),
-        ("sign-in at", f"{settings.login_path}, sign-out at {settings.logout_path}"),
+        ("redirect_uri", settings.redirect_uri or "none: an API-only app, no one signs in here"),
+        ("sign-in at", f"{settings.login_path}, sign-out at {settings.logout_path}" if settings.redirect_uri
+         else "none"),
+        ("api_audience", " ".join(settings.api_audience) or "none (no API prefixes)"),
         ("sessions", "Beaker, installed by msal_wsgi (session.* settings)" if settings.session_options is not None
+         else "none needed: an API-only app" if not settings.redirect_uri
          else f"expected at environ[{settings.session_key!r}] (wrap the app in session middleware)"),
     ]
     lines = [f"  {label + ':':<14}{value}" for label, value in rows]
     lines.append("  protected:" + ("" if settings.protect else "    nothing (set 'protect')"))
     for prefix, rule in settings.protect.items():
-        read = " ".join(rule.read) or "(signed-in user, no token)"
-        write = f"; other methods: {' '.join(rule.write)}" if rule.write is not None else ""
-        lines.append(f"    {prefix}  GET/HEAD/OPTIONS: {read}{write}")
+        lines.append(f"    {prefix}  {rule.describe()}")
     return "\n".join(lines)

@@ -38,6 +38,10 @@ PROVIDER_UNAVAILABLE = "provider.unavailable"
 CREDENTIAL_REJECTED = "provider.credential_rejected"
 PROVIDER_MISCONFIGURED = "provider.misconfigured"
 SESSION_UNAVAILABLE = "session.unavailable"
+API_TOKEN_ACCEPTED = "api.token_accepted"
+API_TOKEN_REJECTED = "api.token_rejected"
+AUTHZ_DENIED = "authz.denied"
+TOKEN_ON_BEHALF_OF = "token.on_behalf_of"
 
 Level = Union[int, Callable[[Mapping[str, Any]], int], None]
 
@@ -78,6 +82,15 @@ EVENTS: Mapping[str, Event] = {
     PROVIDER_MISCONFIGURED: Event(logging.ERROR, "the identity provider does not fit the settings: {error}"),
     # error
     SESSION_UNAVAILABLE: Event(logging.ERROR, "session store unavailable: {error}"),
+    # app_only (bool), cached (bool): for the hook only, never logged (the API hot path)
+    API_TOKEN_ACCEPTED: Event(None, ""),
+    # status (400, 401 or 403), error (RFC 6750 code, or none when no token came), reason (a short code:
+    # no_token, expired, wrong_audience, insufficient_scope...), path. Never the token.
+    API_TOKEN_REJECTED: Event(logging.INFO, "API request to {path} refused ({status} {error}): {reason}"),
+    # path, caller (User.id or Caller.id), requirement (roles, groups, groups_overage, tenants, claims), needed
+    AUTHZ_DENIED: Event(logging.WARNING, "access to {path} denied to {caller}: {requirement} {needed} required"),
+    # caller, scopes: a token for a downstream API was acquired on behalf of an API's caller
+    TOKEN_ON_BEHALF_OF: Event(logging.INFO, "token acquired on behalf of {caller} (scopes {scopes})"),
 }
 
 

@@ -10,11 +10,13 @@ from typing import Any, Callable
 
 from webob import Request, Response
 
+from . import authz
 from ._beaker import INSTALLED, InstalledSessions
-from ._environ import ACQUIRE_TOKEN, CURRENT_USER, MIDDLEWARE, ROUTE, TOKEN, USER
+from ._environ import ACQUIRE_TOKEN, CALLER, CURRENT_USER, MIDDLEWARE, ROUTE, TOKEN, USER
 from ._msal import IdentityClient
 from ._session import NoSession, Sessions
 from ._wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+from .bearer import BearerGuard
 from .errors import (
     CredentialRejected,
     InteractionRequired,
@@ -22,13 +24,20 @@ from .errors import (
     ProviderUnavailable,
     SessionUnavailable,
 )
-from .events import CREDENTIAL_REJECTED, PROVIDER_MISCONFIGURED, PROVIDER_UNAVAILABLE, SESSION_UNAVAILABLE, Events
+from .events import (
+    AUTHZ_DENIED,
+    CREDENTIAL_REJECTED,
+    PROVIDER_MISCONFIGURED,
+    PROVIDER_UNAVAILABLE,
+    SESSION_UNAVAILABLE,
+    Events,
+)
 from .identity import User
-from .responses import error_page, json_error, wants_redirect
+from .responses import error_page, forbidden, json_error, wants_redirect
 from .routing import Router
-from .settings import Protect, Settings
+from .settings import Protect, ProtectApi, Settings
 from .signin import SignInFailed, SignInFlow
-from .tokens import Acquirer, TokenSource
+from .tokens import Acquirer, OnBehalfAcquirer, OnBehalfOf, TokenSource
 
 log = logging.getLogger("msal_wsgi")
 
@@ -61,7 +70,9 @@ class MsalMiddleware:
 
     The wrapped app finds ``msal_wsgi.token``, ``msal_wsgi.user``,
     ``msal_wsgi.acquire_token`` and ``REMOTE_USER`` in the environ of protected requests,
-    and ``msal_wsgi.current_user`` on every path.
+    and ``msal_wsgi.current_user`` on every web path; under a :class:`ProtectApi` prefix,
+    ``msal_wsgi.caller`` (and for a user's token ``msal_wsgi.user``, ``REMOTE_USER`` and, with a
+    credential, ``msal_wsgi.acquire_token`` on behalf of the caller).
     """
 
     def __init__(self, app: WSGIApplication, settings: Settings | None = None, **options: Any) -> None:
@@ -80,9 +91,12 @@ class MsalMiddleware:
         self._sessions = Sessions(settings.session_key, fingerprint)
         self._sign_in = SignInFlow(settings, self._client, self._router, self._events, self._sessions)
         self._tokens = TokenSource(self._client, settings.session_lock, self._events)
+        self._bearer = BearerGuard(settings, self._client, self._events)
+        self._on_behalf = OnBehalfOf(self._client, self._events) if self._client.can_act_on_behalf else None
+        # Without a redirect_uri (an API-only app) no one signs in here: no sign-in endpoints.
         self._callback_path = settings.callback_path
-        self._login_path = settings.login_path
-        self._logout_path = settings.logout_path
+        self._login_path = settings.login_path if settings.redirect_uri else None
+        self._logout_path = settings.logout_path if settings.redirect_uri else None
         self._remote_user_claim = settings.remote_user_claim
         self._beaker = None if settings.session_options is None else InstalledSessions(
             self, settings.session_options, self._session_not_saved)
@@ -104,9 +118,33 @@ class MsalMiddleware:
             if match is None:  # public: passed through, the session untouched unless the app asks
                 environ[CURRENT_USER] = partial(self._current_user, environ)
                 return self._run(self.app, environ, start_response)
-            handler, args = self._protected, (match[1],)
+            rule = match[1]
+            handler, args = (self._api if isinstance(rule, ProtectApi) else self._protected), (rule,)
         request = Request(environ)
         return self._run(self._answer(handler, request, *args), environ, start_response)
+
+    def _api(self, request: Request, rule: ProtectApi) -> WSGIApplication:
+        """An API prefix: the app with the caller in the environ, or an RFC 6750 answer (JSON, never a
+        redirect); the session is never touched."""
+        environ = request.environ
+        environ[ROUTE] = rule  # failures from here on are answered as an API answers them
+        answer = self._bearer.check(request, rule)
+        if isinstance(answer, Response):
+            return answer
+        token, caller = answer
+        if rule.require:
+            denied = self._denied(request, rule.require, caller.claims, caller.id)
+            if denied is not None:
+                return denied
+        environ[CALLER] = caller
+        environ[MIDDLEWARE] = self
+        user = caller.user
+        if user is not None:
+            environ[USER] = user
+            environ["REMOTE_USER"] = user.remote_user(self._remote_user_claim)
+            if self._on_behalf is not None:
+                environ[ACQUIRE_TOKEN] = OnBehalfAcquirer(self._on_behalf, token, caller.id)
+        return self.app
 
     def _protected(self, request: Request, rule: Protect) -> WSGIApplication:
         """A protected path: the app with the user and a token in the environ, or a sign-in challenge."""
@@ -115,6 +153,10 @@ class MsalMiddleware:
         user = view.user()
         if user is None:
             return self._sign_in.challenge(request, scopes, "not signed in")
+        if rule.require:
+            denied = self._denied(request, rule.require, user.user.claims, user.user.id)
+            if denied is not None:
+                return denied
         token = None
         if scopes:
             try:
@@ -141,9 +183,12 @@ class MsalMiddleware:
         """
         request = Request(environ)
         rule = environ.get(ROUTE)
+        reason = "the API asked for more claims" if claims_challenge else "the application asked for a new sign-in"
+        if isinstance(rule, ProtectApi):  # the caller signs in at its client, not here
+            return self._bearer.interaction_required(
+                request, InteractionRequired(reason, claims_challenge=claims_challenge))
         wanted = tuple(scopes) if scopes is not None else (
             rule.scopes_for(request.method) if rule else self.settings.login_scopes)
-        reason = "the API asked for more claims" if claims_challenge else "the application asked for a new sign-in"
         try:
             return self._sign_in.challenge(request, wanted, reason, claims_challenge)
         except _HANDLED as exc:
@@ -186,12 +231,16 @@ class MsalMiddleware:
             return self._sign_in.failure_page(request, exc)
         if isinstance(exc, InteractionRequired):  # raised by the app: acquire_token needs the user
             rule = request.environ.get(ROUTE)
+            if isinstance(rule, ProtectApi):
+                return self._bearer.interaction_required(request, exc)
             scopes = rule.scopes_for(request.method) if isinstance(rule, Protect) else self.settings.login_scopes
             return self._sign_in.challenge(request, scopes, exc.reason, exc.claims_challenge)
         if isinstance(exc, NoSession):
             return self._no_session_page(exc)
         if isinstance(exc, UnicodeDecodeError):  # WebOb decodes query strings and forms as strict UTF-8
             log.warning("request to %s refused: parameters are not UTF-8", request.path_info[:200])
+            if isinstance(request.environ.get(ROUTE), ProtectApi):
+                return json_error(400, "invalid_request", "The request's parameters are not valid UTF-8.")
             return error_page(400, "Bad request", "The request's parameters are not valid UTF-8.")
         if isinstance(exc, SessionUnavailable):
             self._events(SESSION_UNAVAILABLE, error=str(exc))
@@ -211,9 +260,22 @@ class MsalMiddleware:
         self._events(SESSION_UNAVAILABLE, error=f"the session could not be saved: {type(error).__name__}: {error}")
         return self._unavailable(request, "The session store is unavailable.")
 
+    def _page_wanted(self, request: Request) -> bool:
+        """Whether to answer with a page: a browser navigation, and not under an API prefix."""
+        return wants_redirect(request.environ) and not isinstance(request.environ.get(ROUTE), ProtectApi)
+
+    def _denied(self, request: Request, rules: tuple[authz.Require, ...], claims: Any, who: str) -> Response | None:
+        """403 when ``claims`` fail one of the prefix's authorization ``rules``, told as ``authz.denied``."""
+        denial = authz.denial(rules, claims)
+        if denial is None:
+            return None
+        self._events(AUTHZ_DENIED, path=request.path_info[:200], caller=who, requirement=denial.requirement,
+                     needed=denial.needed)
+        return forbidden(denial.message, denial.requirement, denial.needed, page=self._page_wanted(request))
+
     def _unavailable(self, request: Request, message: str) -> Response:
         """503 with Retry-After: a passing outage; nothing was lost."""
-        if not wants_redirect(request.environ):
+        if not self._page_wanted(request):
             return json_error(503, "temporarily_unavailable", message, retry_after=RETRY_AFTER)
         retry = self._sign_in.safe_next(request, request.path_qs)
         if request.script_name + request.path_info == self._callback_path:
@@ -225,7 +287,7 @@ class MsalMiddleware:
         """503 without Retry-After: sign-in stays unavailable until the administrator fixes the credential."""
         message = ("This application and its identity provider are not set up to work together. "
                    "The administrator will find the details in the log.")
-        if not wants_redirect(request.environ):
+        if not self._page_wanted(request):
             return json_error(503, "server_error", message)
         return error_page(503, "Sign-in is unavailable", message)
 

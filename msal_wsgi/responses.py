@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Mapping
 from html import escape
@@ -39,9 +40,9 @@ def error_page(status: int, title: str, message: str, *, link: tuple[str, str] |
 
 
 def json_error(status: int, error: str, description: str, *, retry_after: int | None = None,
-               login_url: str | None = None) -> Response:
-    """A JSON error body ``{"error": ..., "error_description": ...}`` for API callers."""
-    body: dict[str, str] = {"error": error, "error_description": description}
+               login_url: str | None = None, fields: Mapping[str, Any] | None = None) -> Response:
+    """A JSON error body ``{"error": ..., "error_description": ...}`` (and ``fields``) for API callers."""
+    body: dict[str, Any] = {"error": error, "error_description": description, **(fields or {})}
     if login_url:
         body["login_url"] = login_url
     response = Response(json_body=body, status=status, charset="utf-8")
@@ -54,6 +55,46 @@ def json_error(status: int, error: str, description: str, *, retry_after: int | 
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)
     return _no_store(response)
+
+
+def bearer_error(status: int, realm: str, error: str | None, description: str, *, scope: str | None = None,
+                 claims: str | None = None, body: Mapping[str, Any] | None = None,
+                 retry_after: int | None = None) -> Response:
+    """An API's answer to a bearer token (RFC 6750 §3): ``WWW-Authenticate: Bearer realm="...",
+    error="...", error_description="...", scope="..."`` and a JSON body saying the same.
+
+    ``error`` None (a request without a token, §3.1) puts no error in the header and
+    ``missing_token`` in the body; ``claims`` is a base64 claims challenge (Entra's
+    ``insufficient_claims``); ``body`` adds fields to the JSON.
+    """
+    params = [("realm", realm)]
+    if error:
+        params += [("error", error), ("error_description", description)]
+    if scope:
+        params.append(("scope", scope))
+    if claims:
+        params.append(("claims", claims))
+    # RFC 6750 §3: these values are quoted strings of printable ASCII without '"' and '\\'.
+    challenge = "Bearer " + ", ".join(f'{name}="{_QUOTABLE.sub("", value)}"' for name, value in params)
+    document: dict[str, Any] = {"error": error or "missing_token", "error_description": description}
+    if scope:
+        document["scope"] = scope
+    document.update(body or {})
+    response = Response(json_body=document, status=status, charset="utf-8")
+    response.headers["WWW-Authenticate"] = challenge
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return _no_store(response)
+
+
+_QUOTABLE = re.compile(r'[^\x20\x21\x23-\x5b\x5d-\x7e]')
+
+
+def forbidden(message: str, requirement: str, needed: tuple[str, ...], *, page: bool) -> Response:
+    """403 for an authorization rule that refused: a page for a browser, else JSON naming what was missing."""
+    if page:
+        return error_page(403, "Access denied", message)
+    return json_error(403, "access_denied", message, fields={"requirement": requirement, "needed": list(needed)})
 
 
 def repost_page(action: str, fields: Mapping[str, str]) -> Response:

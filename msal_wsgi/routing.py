@@ -5,7 +5,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Mapping
 
-from .settings import Protect
+from .settings import Rule
 
 
 class Router:
@@ -27,15 +27,16 @@ class Router:
 
     :param rules: prefixes as :class:`~msal_wsgi.Settings` accepts them (no
         trailing slash, no empty, dot or encoded segments; ``/`` is refused because
-        it would cover the sign-in endpoints), each with its :class:`Protect`.
+        it would cover the sign-in endpoints), each with its :class:`Protect` or
+        :class:`ProtectApi`.
     """
 
-    def __init__(self, rules: Mapping[str, Protect]) -> None:
+    def __init__(self, rules: Mapping[str, Rule]) -> None:
         # Longest first, so the first hit is the most specific rule.
         longest_first = sorted(rules.items(), key=lambda item: len(item[0]), reverse=True)
         self._rules = [(prefix, prefix + "/", rule) for prefix, rule in longest_first]
 
-    def match(self, path: str) -> tuple[str, Protect] | None:
+    def match(self, path: str) -> tuple[str, Rule] | None:
         """The ``(prefix, rule)`` protecting ``path``, or ``None`` when it is public."""
         raw = self._match(path)
         normal = self._match(_normalise(path))
@@ -43,7 +44,7 @@ class Router:
             return normal
         return raw
 
-    def _match(self, path: str) -> tuple[str, Protect] | None:
+    def _match(self, path: str) -> tuple[str, Rule] | None:
         for prefix, below, rule in self._rules:
             if path == prefix or path.startswith(below):
                 return prefix, rule

@@ -20,6 +20,7 @@ from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from typing import Any, Callable, TypeVar, Union
 from urllib.parse import urlsplit
 
+from .authz import Require, Requirements, requirements
 from .errors import ConfigurationError
 from .locks import SessionLock, lock_from_setting
 
@@ -72,34 +73,44 @@ def _hashable(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-def _scope_tuple(setting: str, value: Scopes | None) -> tuple[str, ...]:
+def _name_tuple(setting: str, value: Scopes | None, what: str = "scope") -> tuple[str, ...]:
     if value is None:
         return ()
     items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
-    for scope in items:
-        if not isinstance(scope, str) or not scope or any(c.isspace() for c in scope):
-            raise ConfigurationError(setting, f"{scope!r} is not a scope (a non-empty string without spaces)")
+    for name in items:
+        if not isinstance(name, str) or not name or any(c.isspace() for c in name) or '"' in name or "\\" in name:
+            raise ConfigurationError(setting, f"{name!r} is not {what} (a non-empty string without spaces or quotes)")
+    return tuple(dict.fromkeys(items))
+
+
+def _scope_tuple(setting: str, value: Scopes | None) -> tuple[str, ...]:
+    scopes = _name_tuple(setting, value, "a scope")
+    for scope in scopes:
         if scope.lower() in RESERVED_SCOPES:
             raise ConfigurationError(
                 setting, f"{scope!r} is requested automatically at sign-in; remove it from the list")
-    return tuple(dict.fromkeys(items))
+    return scopes
 
 
 @dataclass(frozen=True)
 class Protect:
-    """What a protected path prefix needs.
+    """What a protected web prefix needs: a signed-in user, and the access tokens its pages use.
 
     ``read`` scopes serve safe methods (GET, HEAD, OPTIONS); ``write`` scopes serve
     every other method and default to ``read``. With no scopes at all the prefix
-    only requires a signed-in user and no access token is acquired.
+    only requires a signed-in user and no access token is acquired. ``require``: one
+    :class:`~msal_wsgi.Require` or several, which the user's id token claims must all pass.
     """
 
     read: tuple[str, ...] = ()
     write: tuple[str, ...] | None = None
+    require: tuple[Require, ...] = ()
 
-    def __init__(self, read: Scopes | None = (), write: Scopes | None = None) -> None:
+    def __init__(self, read: Scopes | None = (), write: Scopes | None = None, *,
+                 require: Requirements = None) -> None:
         object.__setattr__(self, "read", _scope_tuple("protect.read", read))
         object.__setattr__(self, "write", None if write is None else _scope_tuple("protect.write", write))
+        object.__setattr__(self, "require", requirements("protect.require", require))
 
     def scopes_for(self, method: str) -> tuple[str, ...]:
         """The scopes a request with this HTTP method needs."""
@@ -107,9 +118,104 @@ class Protect:
             return self.read
         return self.write
 
+    def describe(self) -> str:
+        """One line for ``python -m msal_wsgi check``."""
+        read = " ".join(self.read) or "(signed-in user, no token)"
+        write = f"; other methods: {' '.join(self.write)}" if self.write is not None else ""
+        return f"GET/HEAD/OPTIONS: {read}{write}{_describe_require(self.require)}"
 
-def _coerce_protect(value: Any) -> Protect:
-    if isinstance(value, Protect):
+
+@dataclass(frozen=True)
+class ProtectApi:
+    """What a web API prefix needs: a bearer access token for this API (``api_audience``), and in it
+    one of the scopes or app roles that the request's method needs.
+
+    - ``read``: delegated scopes for safe methods (GET, HEAD, OPTIONS), any one of them in the
+      token's ``scp`` (or ``scope``) claim; written in full (``api://todo/ToDoList.Read``) or as
+      the token has it (``ToDoList.Read``).
+    - ``write``: delegated scopes for every other method; default ``read``.
+    - ``app_read``, ``app_write``: the same for app-only tokens (client credentials), any one of
+      the app roles in the ``roles`` claim; ``app_write`` defaults to ``app_read``. Without them,
+      app-only tokens are refused.
+    - ``require``: one :class:`~msal_wsgi.Require` or several, which the token's claims must pass.
+
+    A token is app-only when its ``idtyp`` claim says ``app`` or, without ``idtyp``, when it has
+    neither ``scp`` nor ``scope``: Entra's rule. A rule must name some scopes or app roles: any
+    application of an Entra tenant can get a token for any API of it, without either.
+    """
+
+    read: tuple[str, ...] = ()
+    write: tuple[str, ...] | None = None
+    app_read: tuple[str, ...] = ()
+    app_write: tuple[str, ...] | None = None
+    require: tuple[Require, ...] = ()
+
+    def __init__(self, read: Scopes | None = (), write: Scopes | None = None, *, app_read: Scopes | None = (),
+                 app_write: Scopes | None = None, require: Requirements = None) -> None:
+        set_ = object.__setattr__
+        set_(self, "read", _name_tuple("protect.read", read))
+        set_(self, "write", None if write is None else _name_tuple("protect.write", write))
+        set_(self, "app_read", _name_tuple("protect.app_read", app_read, "an app role"))
+        set_(self, "app_write", None if app_write is None else _name_tuple("protect.app_write", app_write,
+                                                                            "an app role"))
+        set_(self, "require", requirements("protect.require", require))
+        if not (self.read or self.write or self.app_read or self.app_write):
+            raise ConfigurationError("protect", "a ProtectApi rule must name the scopes (read=, write=) or app roles "
+                                                "(app_read=, app_write=) a token needs: without them any "
+                                                "application of the tenant can call the API")
+        # The hot path compares short names (a scope as Entra's scp holds it: without the resource).
+        set_(self, "_scopes", (frozenset(map(short_scope, self.read)),
+                               frozenset(map(short_scope, self.read if self.write is None else self.write))))
+        set_(self, "_roles", (frozenset(self.app_read),
+                              frozenset(self.app_read if self.app_write is None else self.app_write)))
+
+    def scopes_for(self, method: str) -> tuple[str, ...]:
+        """The delegated scopes, any one of which a request with this method needs."""
+        if method in SAFE_METHODS or self.write is None:
+            return self.read
+        return self.write
+
+    def roles_for(self, method: str) -> tuple[str, ...]:
+        """The app roles, any one of which an app-only request with this method needs."""
+        if method in SAFE_METHODS or self.app_write is None:
+            return self.app_read
+        return self.app_write
+
+    def accepts(self, method: str, *, app_only: bool, granted: frozenset[str]) -> bool:
+        """Whether a token granting ``granted`` (short scope names, or app roles) may make this request."""
+        sets: tuple[frozenset[str], frozenset[str]] = getattr(self, "_roles" if app_only else "_scopes")
+        return not granted.isdisjoint(sets[0] if method in SAFE_METHODS else sets[1])
+
+    def describe(self) -> str:
+        """One line for ``python -m msal_wsgi check``."""
+        parts = [f"API: GET/HEAD/OPTIONS: {' '.join(self.read) or '(no delegated tokens)'}"]
+        if self.write is not None:
+            parts.append(f"other methods: {' '.join(self.write)}")
+        if self.app_read or self.app_write:
+            parts.append(f"app-only: {' '.join(self.app_read) or '(none)'}"
+                         + (f" | {' '.join(self.app_write)}" if self.app_write is not None else ""))
+        return "; ".join(parts) + _describe_require(self.require)
+
+
+Rule = Union[Protect, ProtectApi]
+
+
+def short_scope(scope: str) -> str:
+    """A scope as Entra's ``scp`` claim has it: ``api://todo/ToDoList.Read`` -> ``ToDoList.Read``."""
+    return scope.rpartition("/")[2] if "://" in scope else scope
+
+
+def _describe_require(rules: tuple[Require, ...]) -> str:
+    wants = []
+    for rule in rules:
+        kinds = [f"{kind} {' '.join(getattr(rule, kind))}" for kind in ("roles", "groups", "tenants")
+                 if getattr(rule, kind)]
+        wants.append(", ".join(kinds + ([rule.description] if rule.claims else [])))
+    return f"; requires {' and '.join(wants)}" if wants else ""
+
+
+def _coerce_protect(value: Any) -> Rule:
+    if isinstance(value, (Protect, ProtectApi)):
         return value
     if isinstance(value, Mapping):
         unknown = set(value) - {"read", "write"}
@@ -118,38 +224,69 @@ def _coerce_protect(value: Any) -> Protect:
         return Protect(value.get("read", ()), value.get("write"))
     if isinstance(value, (str, list, tuple)) or value is None:
         return Protect(value)
-    raise ConfigurationError("protect", f"{value!r} is not a Protect, a scope list or a dict of read/write")
+    raise ConfigurationError("protect", f"{value!r} is not a Protect, a ProtectApi, a scope list or a dict of "
+                                        "read/write")
 
 
-_PROTECT_LINE = re.compile(r"^(?P<prefix>/\S*)\s*=\s*(?P<read>[^=|]*?)\s*(?:\|\s*(?P<write>[^=|]*?)\s*)?$")
+_PROTECT_LINE = re.compile(r"^(?P<prefix>/\S*)\s*=\s*(?P<rules>[^=]*?)\s*$")
+_API_MARK, _ROLES_MARK = "api:", "roles:"
 
 
-def parse_protect(text: str) -> dict[str, Protect]:
-    """Parse the ini/env form: ``PREFIX = READ SCOPES [| WRITE SCOPES]``, one rule per line or ``;``.
+def parse_protect(text: str) -> dict[str, Rule]:
+    """Parse the ini/env form, one rule per line or ``;``::
 
-    Anything else is an error naming the rule: a second ``=`` or ``|``, a prefix that does not
-    start with ``/``, or rules run together with ``,`` instead of ``;``.
+        PREFIX = READ SCOPES [| WRITE SCOPES]                                   a web prefix (Protect)
+        PREFIX = api: READ SCOPES [| WRITE SCOPES] [roles: READ ROLES [| WRITE ROLES]]   an API (ProtectApi)
+
+    Anything else is an error naming the rule: a second ``=``, a second ``|`` in a list, ``roles:``
+    outside an API rule or twice, a prefix that does not start with ``/``, or rules run together
+    with ``,`` instead of ``;``. ``require=`` rules have no text form: give them in Python.
     """
-    rules: dict[str, Protect] = {}
+    rules: dict[str, Rule] = {}
     for number, line in enumerate(re.split(r"[\n;]", text), start=1):
         line = line.strip()
         if not line:
             continue
         match = _PROTECT_LINE.match(line)
         if match is None:
-            raise ConfigurationError(
-                "protect", f"rule {number} {line!r} should read 'PREFIX = READ SCOPES | WRITE SCOPES' "
-                "(one rule per line or ';', at most one '=' and one '|')")
-        prefix = match["prefix"]
+            raise _rule_error(number, line, "should read 'PREFIX = READ SCOPES | WRITE SCOPES' or 'PREFIX = api: "
+                              "READ SCOPES | WRITE SCOPES roles: READ ROLES | WRITE ROLES' (one rule per line or "
+                              "';', one '=')")
+        prefix, words = match["prefix"], match["rules"].split()
         if prefix in rules:
             raise ConfigurationError("protect", f"prefix {prefix!r} is listed twice")
-        read, write = match["read"], match["write"]
-        for scope in f"{read} {write or ''}".replace(",", " ").split():
-            if scope.startswith("/"):
-                raise ConfigurationError("protect", f"rule {number} {line!r}: {scope!r} looks like a prefix; "
-                                                    "separate rules with ';' or new lines, not ','")
-        rules[prefix] = Protect(read, write)
+        for word in words:
+            if word.startswith("/"):
+                raise _rule_error(number, line, f"{word!r} looks like a prefix; separate rules with ';' or new "
+                                                "lines, not ','")
+        api = bool(words) and words[0] == _API_MARK
+        if api:
+            words = words[1:]
+        marks = [i for i, word in enumerate(words) if word in (_API_MARK, _ROLES_MARK)]
+        if (marks and not api) or len(marks) > 1 or (marks and words[marks[0]] != _ROLES_MARK):
+            raise _rule_error(number, line, "'roles:' may appear once, in an API rule ('PREFIX = api: ...'), "
+                                            "and 'api:' only first")
+        scopes, roles = (words[:marks[0]], words[marks[0] + 1:]) if marks else (words, [])
+        read, write = _read_write(number, line, scopes)
+        if api:
+            app_read, app_write = _read_write(number, line, roles)
+            rules[prefix] = ProtectApi(read, write, app_read=app_read, app_write=app_write)
+        else:
+            rules[prefix] = Protect(read, write)
     return rules
+
+
+def _read_write(number: int, line: str, words: list[str]) -> tuple[list[str], list[str] | None]:
+    """``READ ... | WRITE ...`` -> the two lists (write None without ``|``)."""
+    text = " ".join(words)
+    if text.count("|") > 1:
+        raise _rule_error(number, line, "has more than one '|' in a list: write 'READ | WRITE'")
+    read, bar, write = text.partition("|")
+    return read.replace(",", " ").split(), write.replace(",", " ").split() if bar else None
+
+
+def _rule_error(number: int, line: str, problem: str) -> ConfigurationError:
+    return ConfigurationError("protect", f"rule {number} {line!r} {problem}")
 
 
 def _check_url(setting: str, url: str | None, *, allow_loopback_http: bool = False) -> None:
@@ -228,10 +365,17 @@ class Settings:
     authority: str | None = setting(None, doc="an Entra ID, External ID or B2C authority URL")
     oidc_authority: str | None = setting(
         None, doc="any other OpenID Connect issuer (https, with a path); exactly one of the two")
-    redirect_uri: str = setting("", doc="absolute URL of the callback; its path is the callback endpoint (required)")
-    protect: Mapping[str, Protect] = setting(
+    redirect_uri: str = setting(
+        "", doc="absolute URL of the callback; its path is the callback endpoint (required, but by an API-only app)")
+    protect: Mapping[str, Rule] = setting(
         FrozenMap(), parse=parse_protect,
-        doc="{prefix: Protect(read=..., write=...)}; ini/env: 'PREFIX = READ SCOPES | WRITE SCOPES' per line or ';'")
+        doc="{prefix: Protect(...) or ProtectApi(...)}; ini/env: 'PREFIX = READ SCOPES | WRITE SCOPES' or "
+            "'PREFIX = api: READ SCOPES | WRITE SCOPES roles: READ ROLES | WRITE ROLES', per line or ';'")
+    api_audience: tuple[str, ...] = setting(
+        (), parse=_words, doc="what the aud claim of access tokens for the API prefixes holds: the API's App ID URI "
+                              "and/or client id (required with ProtectApi rules)")
+    api_token_cache: int = setting(
+        1024, parse=_whole_number, doc="validated bearer tokens remembered until they expire (0: validate each time)")
     login_path: str = setting("/auth/login", doc="sign-in endpoint (?next=, login_hint, domain_hint)")
     logout_path: str = setting("/auth/logout", doc="sign-out endpoint")
     post_logout_redirect_uri: str | None = setting(
@@ -269,6 +413,14 @@ class Settings:
         set_ = object.__setattr__
         if not self.client_id or not str(self.client_id).strip():
             raise ConfigurationError("client_id", "is required: the application (client) ID of your app registration")
+        endpoints = {"login_path": self.login_path, "logout_path": self.logout_path}
+        for name, path in endpoints.items():
+            if not isinstance(path, str) or not _PREFIX_RE.match(path) or path == "/":
+                raise ConfigurationError(name, f"{path!r} must be an app-relative path such as /auth/login")
+        if self.login_path == self.logout_path:
+            raise ConfigurationError("logout_path", "must differ from login_path")
+        set_(self, "protect", self._checked_protect(endpoints))
+        set_(self, "api_audience", self._audiences())
         set_(self, "client_credential", self._credential())
         if bool(self.authority) == bool(self.oidc_authority):
             raise ConfigurationError(
@@ -282,9 +434,10 @@ class Settings:
             if not urlsplit(self.oidc_authority).path.strip("/"):
                 raise ConfigurationError(
                     "oidc_authority", "must have a path (for example https://id.example/realm); msal requires one")
-        if not self.redirect_uri:
-            raise ConfigurationError("redirect_uri", "is required: the absolute URL of the callback, "
-                                     "for example https://app.example/auth/callback")
+        if not self.redirect_uri and not self.api_only:
+            raise ConfigurationError("redirect_uri", "is required: the absolute URL of the callback, for example "
+                                     "https://app.example/auth/callback (only an app whose protect rules are all "
+                                     "ProtectApi, which signs no one in, may leave it out)")
         _check_url("redirect_uri", self.redirect_uri, allow_loopback_http=True)
         if urlsplit(self.redirect_uri).query:
             raise ConfigurationError("redirect_uri", "must not have a query string")
@@ -316,20 +469,24 @@ class Settings:
         set_(self, "session_lock", self._lock())
         if self.on_event is not None and not callable(self.on_event):
             raise ConfigurationError("on_event", f"{self.on_event!r} is not callable: give a function(name, data)")
-        endpoints = {"login_path": self.login_path, "logout_path": self.logout_path}
-        for name, path in endpoints.items():
-            if not isinstance(path, str) or not _PREFIX_RE.match(path) or path == "/":
-                raise ConfigurationError(name, f"{path!r} must be an app-relative path such as /auth/login")
-        if self.login_path == self.logout_path:
-            raise ConfigurationError("logout_path", "must differ from login_path")
-        set_(self, "protect", self._checked_protect(endpoints))
+        if (not isinstance(self.api_token_cache, int) or isinstance(self.api_token_cache, bool)
+                or not 0 <= self.api_token_cache <= 1_000_000):
+            raise ConfigurationError("api_token_cache", "must be a whole number from 0 to 1000000")
+
+    @property
+    def api_only(self) -> bool:
+        """Whether every protected prefix is an API (:class:`ProtectApi`): no one signs in here."""
+        return bool(self.protect) and all(isinstance(rule, ProtectApi) for rule in self.protect.values())
 
     def _credential(self) -> Any:
         given = [name for name in ("client_credential", "client_secret", "client_certificate") if getattr(self, name)]
         if not given:
+            if self.api_only and not self.redirect_uri:
+                return None  # it validates tokens only; with a credential it could call APIs on behalf of callers
             raise ConfigurationError(
                 "client_secret", "is required: a client secret, or client_certificate (a PEM or PFX file), or in "
-                "Python client_credential={'private_key': ..., 'public_certificate': ...}")
+                "Python client_credential={'private_key': ..., 'public_certificate': ...} (an API-only app, "
+                "without redirect_uri, needs one only to call other APIs on behalf of its callers)")
         if len(given) > 1:
             raise ConfigurationError(given[1], f"set only one of {', '.join(given)}")
         if self.client_certificate:
@@ -369,10 +526,25 @@ class Settings:
             origins.append(f"{parts.scheme}://{parts.netloc}".lower())
         return origins
 
-    def _checked_protect(self, endpoints: Mapping[str, str]) -> FrozenMap[str, Protect]:
+    def _audiences(self) -> tuple[str, ...]:
+        audiences = _name_tuple("api_audience", self.api_audience, "an audience")
+        apis = [rule for rule in self.protect.values() if isinstance(rule, ProtectApi)]
+        if apis and not audiences:
+            raise ConfigurationError("api_audience", "is required with ProtectApi rules: what the aud claim of "
+                                     "access tokens for this API holds, its App ID URI (api://...) or client id")
+        for rule in apis:  # a scope written in full must be one of this API's
+            for scope in (*rule.read, *(rule.write or ())):
+                resource = scope.rpartition("/")[0]
+                if "://" in scope and resource not in audiences:
+                    raise ConfigurationError("protect", f"the scope {scope!r} belongs to {resource!r}, which is not "
+                                             "in api_audience; add it there, or write the scope as the token's scp "
+                                             f"claim has it ({short_scope(scope)!r})")
+        return audiences
+
+    def _checked_protect(self, endpoints: Mapping[str, str]) -> FrozenMap[str, Rule]:
         if not isinstance(self.protect, Mapping):
-            raise ConfigurationError("protect", "must map path prefixes to Protect(read=..., write=...)")
-        rules: dict[str, Protect] = {}
+            raise ConfigurationError("protect", "must map path prefixes to Protect(...) or ProtectApi(...)")
+        rules: dict[str, Rule] = {}
         for prefix, rule in self.protect.items():
             if not isinstance(prefix, str) or not _PREFIX_RE.match(prefix):
                 raise ConfigurationError("protect", f"{prefix!r} must be a path starting with '/'")
@@ -391,9 +563,9 @@ class Settings:
         return FrozenMap(rules)
 
     @property
-    def callback_path(self) -> str:
-        """The URL path of ``redirect_uri``, where the provider sends the user back."""
-        return urlsplit(self.redirect_uri).path or "/"
+    def callback_path(self) -> str | None:
+        """The URL path of ``redirect_uri``, where the provider sends the user back (None without one)."""
+        return (urlsplit(self.redirect_uri).path or "/") if self.redirect_uri else None
 
     def with_changes(self, **changes: Any) -> Settings:
         """A copy with some fields replaced, validated again."""

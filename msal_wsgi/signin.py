@@ -25,7 +25,7 @@ from .events import INTERACTION_REQUIRED, SIGN_IN_COMPLETED, SIGN_IN_FAILED, SIG
 from .redirects import safe_next
 from .responses import error_page, json_error, repost_page, wants_redirect
 from .routing import Router
-from .settings import Settings
+from .settings import Protect, Settings
 
 log = logging.getLogger("msal_wsgi")
 
@@ -149,7 +149,7 @@ class SignInFlow:
         hints = {name: _single(request.GET, name, 256) for name in ("login_hint", "domain_hint")}
         app_path = next_url[len(request.script_name):] if next_url.startswith("/") else ""
         match = self._router.match(app_path.split("?", 1)[0]) if app_path else None
-        scopes = match[1].read if match else self._settings.login_scopes
+        scopes = match[1].read if match and isinstance(match[1], Protect) else self._settings.login_scopes
         return self._redirect_to_provider(self.view(request), scopes, next_url, **hints)
 
     def challenge(self, request: Request, scopes: tuple[str, ...], reason: str,

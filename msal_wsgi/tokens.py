@@ -1,4 +1,5 @@
-"""An access token for this request's user: one unit, used by protected paths and ``acquire_token`` alike.
+"""An access token for this request's user: one unit, used by protected paths and ``acquire_token`` alike;
+and, on API prefixes, tokens acquired on behalf of the caller (:class:`OnBehalfOf`).
 
 The fast path is a lookup in the session's index of access tokens. Otherwise the
 token comes from msal (the cache, or a refresh) under the session's lock, after
@@ -9,13 +10,15 @@ already rotated. A new cache is saved at once.
 
 from __future__ import annotations
 
+import hashlib
+import threading
 import time
 from collections.abc import Iterable
 
-from ._msal import IdentityClient
+from ._msal import IdentityClient, still_fresh
 from ._session import SessionView, StoredUser, scope_key
 from .errors import InteractionRequired
-from .events import TOKEN_CACHE_HIT, TOKEN_REFRESHED, Events
+from .events import TOKEN_CACHE_HIT, TOKEN_ON_BEHALF_OF, TOKEN_REFRESHED, Events
 from .identity import AccessToken
 from .locks import SessionLock
 
@@ -89,3 +92,60 @@ class Acquirer:
         if user is None or user.account_id != self._account_id:
             raise InteractionRequired("the session was signed out or changed user meanwhile")
         return self._tokens.get(self._view, user, wanted, claims_challenge=claims_challenge)
+
+
+class OnBehalfOf:
+    """Tokens for downstream APIs, acquired on behalf of an API's callers and kept per caller.
+
+    A caller is its bearer token: the cache key is the SHA-256 of that token and the scopes, so a
+    downstream token is never served to anyone but the one whose token it was exchanged for. A
+    token is kept while msal itself would serve it; at most ``size`` of them, the oldest out first.
+
+    :param client: msal, for the on-behalf-of grant.
+    :param events: where ``token.on_behalf_of`` is told.
+    """
+
+    def __init__(self, client: IdentityClient, events: Events, size: int = 1024) -> None:
+        self._client = client
+        self._events = events
+        self._size = size
+        self._tokens: dict[tuple[bytes, str], AccessToken] = {}
+        self._lock = threading.Lock()
+
+    def get(self, assertion: str, caller_id: str, scopes: tuple[str, ...], *,
+            claims_challenge: str | None = None) -> AccessToken:
+        """A token for ``scopes`` on behalf of the caller whose token is ``assertion``.
+
+        A claims challenge always goes to the token endpoint. Raises
+        :class:`~msal_wsgi.InteractionRequired` when the user must consent or satisfy a policy.
+        """
+        key = (hashlib.sha256(assertion.encode()).digest(), scope_key(scopes))
+        now = time.time()
+        token = self._tokens.get(key)
+        if claims_challenge is None and token is not None and still_fresh(token.expires_on, token.refresh_on, now):
+            self._events(TOKEN_CACHE_HIT, scopes=scopes)
+            return token
+        token = self._client.acquire_on_behalf_of(assertion, scopes, claims_challenge=claims_challenge)
+        with self._lock:
+            self._tokens.pop(key, None)
+            while len(self._tokens) >= self._size:
+                del self._tokens[next(iter(self._tokens))]
+            self._tokens[key] = token
+        self._events(TOKEN_ON_BEHALF_OF, caller=caller_id, scopes=scopes)
+        return token
+
+
+class OnBehalfAcquirer:
+    """``environ['msal_wsgi.acquire_token'](scopes, claims_challenge=None) -> AccessToken`` on API
+    prefixes: a token for a downstream API, for the user whose token this request carries."""
+
+    __slots__ = ("_assertion", "_caller_id", "_tokens")
+
+    def __init__(self, tokens: OnBehalfOf, assertion: str, caller_id: str) -> None:
+        self._tokens = tokens
+        self._assertion = assertion
+        self._caller_id = caller_id
+
+    def __call__(self, scopes: Iterable[str] | str, *, claims_challenge: str | None = None) -> AccessToken:
+        wanted = tuple(scopes.split()) if isinstance(scopes, str) else tuple(scopes)
+        return self._tokens.get(self._assertion, self._caller_id, wanted, claims_challenge=claims_challenge)

@@ -255,17 +255,51 @@ class GunicornServer(_Server):
         return {pid for pid, *_ in self.access_log()}
 
 
+def todo_api_server(provider: DevProvider, workdir: Path, *, workers: int = 2, **env: str) -> GunicornServer:
+    """gunicorn serving ``todo_api:app``, the sample's to-do list API, validating ``provider``'s tokens.
+
+    Its logs go to ``workdir``, its SQLite store to ``workdir/data``; ``env`` adds or overrides variables.
+    """
+    return GunicornServer("todo_api:app", workdir, env={
+        "MSAL_CLIENT_ID": "todo-api", "MSAL_OIDC_AUTHORITY": provider.issuer,
+        "REQUESTS_CA_BUNDLE": str(provider.ca_path), "SAMPLE_DATA_DIR": str(workdir / "data"), **env},
+        workers=workers, config=SAMPLE_CONFIG)
+
+
+class SampleServer(GunicornServer):
+    """The sample web app's gunicorn, and beside it the to-do list API's (``api``): they start and stop together."""
+
+    def __init__(self, api: GunicornServer, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.api = api
+
+    def start(self) -> Self:
+        self.api.start()
+        try:
+            return super().start()
+        except BaseException:
+            self.api.stop()
+            raise
+
+    def stop(self, sig: int = signal.SIGINT) -> None:
+        super().stop(sig)
+        self.api.stop(sig)
+
+
 def sample_server(provider: DevProvider, workdir: Path, *, host: str = "127.0.0.1", workers: int = 2,
-                  client_id: str = "todo-web", **env: str) -> GunicornServer:
-    """gunicorn serving ``sample_app:app`` with :data:`SAMPLE_CONFIG`, signed in by ``provider``.
+                  client_id: str = "todo-web", **env: str) -> SampleServer:
+    """gunicorn serving ``sample_app:app`` with :data:`SAMPLE_CONFIG`, signed in by ``provider``, and its
+    to-do list API (:func:`todo_api_server`, logs in ``workdir/api``) at ``TODOLIST_ENDPOINT``.
 
     Not started yet: use it in a ``with``. Its redirect_uri is its own ``url`` and its
     data (to-do SQLite, file sessions) go to ``workdir/data``; ``env`` overrides
     :func:`support.environment.sample_env`, e.g. ``SAMPLE_SESSION_URL=redis.url``.
     """
     port = free_port()
-    return GunicornServer("sample_app:app", workdir, env=sample_env(
-        provider, f"http://{host}:{port}", workdir / "data", client_id=client_id, **env),
+    api = todo_api_server(provider, workdir / "api", workers=workers)
+    return SampleServer(api, "sample_app:app", workdir, env=sample_env(
+        provider, f"http://{host}:{port}", workdir / "data", client_id=client_id,
+        **{"TODOLIST_ENDPOINT": f"{api.url}/api/todolist", **env}),
         port=port, workers=workers, config=SAMPLE_CONFIG, host=host)
 
 

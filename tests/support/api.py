@@ -1,0 +1,158 @@
+"""Building blocks for tests of API prefixes: an API behind the middleware, and real access tokens.
+
+Valid tokens come from the devprovider for real: a user's through a sign-in of the web client
+(``user_token``), an application's through msal's client credentials (``app_token``). Defective
+ones are signed by :class:`~support.misbehaving.MisbehavingProvider`, against whose issuer
+``rogue_api`` is configured.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+import msal
+import webtest
+
+from devprovider import DevProvider
+from msal_wsgi import ACQUIRE_TOKEN, CALLER, USER, InteractionRequired, MsalMiddleware, ProtectApi
+
+from .apps import TODO_READ, TODO_WRITE, make_testapp, sign_in
+from .misbehaving import ACCESS_TOKEN_AUDIENCE, MisbehavingProvider
+
+TODO_API = "api://todo"
+APP_READ, APP_WRITE = "ToDoList.Read.All", "ToDoList.ReadWrite.All"
+#: The to-do API's rule: read scopes on GET, the write scope otherwise; the same for app roles.
+TODO_RULE = ProtectApi(read=[TODO_READ, TODO_WRITE], write=[TODO_WRITE],
+                       app_read=[APP_READ, APP_WRITE], app_write=[APP_WRITE])
+DAEMONS = {"todo-daemon": "todo-daemon-secret", "todo-daemon-norole": "todo-daemon-norole-secret"}
+ROGUE_READ, ROGUE_WRITE = "read", "write"
+
+
+def api_echo_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """Reports what the middleware handed over on an API prefix; ``?obo=SCOPES`` calls acquire_token
+    (``&raise=1``: and lets InteractionRequired through to the middleware)."""
+    caller, user = environ.get(CALLER), environ.get(USER)
+    body: dict[str, Any] = {
+        "path": environ.get("PATH_INFO"),
+        "remote_user": environ.get("REMOTE_USER"),
+        "caller": caller and {"id": caller.id, "app_id": caller.app_id, "app_only": caller.app_only,
+                              "scopes": sorted(caller.scopes), "roles": sorted(caller.roles),
+                              "tenant": caller.tenant},
+        "user": user and {"id": user.id, "username": user.username},
+        "acquire_token": ACQUIRE_TOKEN in environ,
+        "session": "beaker.session" in environ and environ["beaker.session"].accessed(),
+    }
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    if "obo" in query:
+        try:
+            token = environ[ACQUIRE_TOKEN](query["obo"][0].split())
+            body["obo"] = {"value": token.value, "scopes": list(token.scopes), "expires_on": token.expires_on}
+        except InteractionRequired as exc:
+            if "raise" in query:
+                raise
+            body["obo"] = {"error": exc.reason}
+    data = json.dumps(body).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+def api_settings(issuer: str, **overrides: Any) -> dict[str, Any]:
+    """An API-only app: no redirect_uri, no credential, the to-do rule at /api/todolist."""
+    options: dict[str, Any] = {"client_id": "todo-api", "oidc_authority": issuer, "api_audience": TODO_API,
+                                   "protect": {"/api/todolist": TODO_RULE}}
+    options.update(overrides)
+    return options
+
+
+def make_api(issuer: str, *, app: Any = api_echo_app, **overrides: Any) -> webtest.TestApp:
+    """``app`` behind an API-only MsalMiddleware, without any session middleware, driven by WebTest (lint on)."""
+    middleware = MsalMiddleware(app, **api_settings(issuer, **overrides))
+    testapp = webtest.TestApp(middleware)
+    testapp.middleware = middleware  # type: ignore[attr-defined]
+    return testapp
+
+
+def rogue_api(rogue: MisbehavingProvider, **overrides: Any) -> webtest.TestApp:
+    """An API at /api whose tokens the misbehaving provider signs (audience ``api://rogue``)."""
+    options: dict[str, Any] = {"api_audience": ACCESS_TOKEN_AUDIENCE,
+                                   "protect": {"/api": ProtectApi(read=[ROGUE_READ], write=[ROGUE_WRITE])}}
+    options.update(overrides)
+    return make_api(rogue.issuer, **options)
+
+
+def access_claims(rogue: MisbehavingProvider, **changes: Any) -> dict[str, Any]:
+    """The claims of a correct user's access token for ``api://rogue``; a value of None removes the claim."""
+    now = int(time.time())
+    claims = {"iss": rogue.issuer, "aud": ACCESS_TOKEN_AUDIENCE, "sub": "rogue-user", "azp": "rogue-client",
+              "scp": f"{ROGUE_READ} {ROGUE_WRITE}", "iat": now, "nbf": now, "exp": now + 600}
+    claims.update(changes)
+    return {name: value for name, value in claims.items() if value is not None}
+
+
+def user_token(provider: DevProvider, login: str = "alice", scope: str = TODO_READ) -> str:
+    """A user's access token for ``scope``, from a real sign-in of the web client ``todo-web``."""
+    web = make_testapp(provider)
+    page = sign_in(web, provider, "/todos", login=login)
+    if scope == TODO_READ:
+        return str(page.json["token"]["value"])
+    acquired = web.get("/todos", {"acquire": scope}).json["acquired"]
+    assert "value" in acquired, acquired
+    return str(acquired["value"])
+
+
+def app_token(provider: DevProvider, client_id: str = "todo-daemon", resource: str = TODO_API) -> str:
+    """An application's own access token for ``resource`` (client credentials, through msal)."""
+    client = msal.ConfidentialClientApplication(client_id, client_credential=DAEMONS[client_id],
+                                                oidc_authority=provider.issuer)
+    result = client.acquire_token_for_client([f"{resource}/.default"])
+    assert "access_token" in result, result
+    return str(result["access_token"])
+
+
+def bearer(token: str, scheme: str = "Bearer") -> dict[str, str]:
+    return {"Authorization": f"{scheme} {token}"}
+
+
+class EntraOffline:
+    """login.microsoftonline.com, which this machine cannot reach, for an ``authority``: a fake of the
+    network only. It serves Entra's discovery document for the authority's tenant (``organizations``:
+    the ``{tenantid}`` template), and the misbehaving provider's JWKS, whose keys sign the tokens."""
+
+    def __init__(self, rogue: MisbehavingProvider, tenant: str = "organizations") -> None:
+        self.rogue = rogue
+        self.authority = f"https://login.microsoftonline.com/{tenant}"
+        issuer_tenant = "{tenantid}" if tenant in ("organizations", "common") else tenant
+        self.discovery = {
+            "issuer": f"https://login.microsoftonline.com/{issuer_tenant}/v2.0",
+            "authorization_endpoint": f"{self.authority}/oauth2/v2.0/authorize",
+            "token_endpoint": f"{self.authority}/oauth2/v2.0/token",
+            "jwks_uri": f"{self.authority}/discovery/v2.0/keys",
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "response_modes_supported": ["query", "fragment", "form_post"],
+        }
+
+    def session(self) -> Any:
+        """A requests.Session whose https requests this fake answers."""
+        import io
+
+        import requests
+        import urllib3
+
+        fake = self
+
+        class Adapter(requests.adapters.HTTPAdapter):
+            def send(self, request: requests.PreparedRequest, *args: object, **kwargs: object) -> requests.Response:
+                url = str(request.url).split("?")[0]
+                document: Any = (fake.rogue.public_jwks() if url == fake.discovery["jwks_uri"] else fake.discovery
+                                 if url == f"{fake.authority}/v2.0/.well-known/openid-configuration" else None)
+                raw = urllib3.HTTPResponse(body=io.BytesIO(json.dumps(document or {}).encode()),
+                                           status=200 if document else 404, preload_content=False,
+                                           headers={"Content-Type": "application/json"})
+                return self.build_response(request, raw)
+
+        session = requests.Session()
+        session.mount("https://", Adapter())
+        return session
