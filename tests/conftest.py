@@ -1,4 +1,5 @@
-"""Shared fixtures: one real OpenID Connect provider for the whole test session, and one behind a fault injector."""
+"""Shared fixtures: one real OpenID Connect provider for the whole test session, one behind a fault
+injector, and a misbehaving provider of our own (support.misbehaving) beside them."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from support.faults import FaultyProxy
+from support.misbehaving import MisbehavingProvider, beside
 from support.servers import trusted_provider
 
 from devprovider import DevProvider
@@ -40,3 +42,17 @@ def proxy(faulty_proxy: FaultyProxy) -> Iterator[FaultyProxy]:
     yield faulty_proxy
     faulty_proxy.fault = None
     faulty_proxy.discovery_overrides = {}
+
+
+@pytest.fixture(scope="session")
+def rogue_server(devprovider: DevProvider) -> Iterator[MisbehavingProvider]:
+    """The misbehaving provider on the devprovider's TLS certificate, which REQUESTS_CA_BUNDLE trusts."""
+    with beside(devprovider) as server:
+        yield server
+
+
+@pytest.fixture
+def rogue(rogue_server: MisbehavingProvider) -> MisbehavingProvider:
+    """The misbehaving provider, reset to correct behaviour: each test switches on its own defects."""
+    rogue_server.reset()
+    return rogue_server

@@ -40,7 +40,6 @@ from devprovider import DevProvider
 from msal_wsgi import ConfigurationError, MsalMiddleware, Protect, ProtectApi, Settings, events
 from msal_wsgi.calling import bearer_params
 
-pytest_plugins = ["support.rogue"]  # the rogue and rogue_server fixtures
 REALM = f'realm="{TODO_API}"'
 
 

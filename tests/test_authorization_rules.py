@@ -21,7 +21,6 @@ from webtest import TestApp
 from msal_wsgi import ConfigurationError, MsalMiddleware, Protect, ProtectApi, Require
 from msal_wsgi.authz import Denial, denial
 
-pytest_plugins = ["support.rogue"]  # the rogue and rogue_server fixtures
 TENANT = "aaaabbbb-0000-cccc-1111-dddd2222eeee"
 OTHER_TENANT = "99998888-7777-6666-5555-444433332222"
 ADMINS = "0d2b5e3c-1111-4a4a-9b9b-5c5c5c5c5c5c"

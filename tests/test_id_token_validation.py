@@ -15,7 +15,6 @@ import io
 import json
 import logging
 import time
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -23,27 +22,14 @@ import pytest
 import requests
 import urllib3
 from support.apps import echo_app, return_to_app
-from support.misbehaving import IdTokenDefects, MisbehavingProvider, beside
+from support.misbehaving import IdTokenDefects, MisbehavingProvider
 from webtest import TestApp
 
-from devprovider import DevProvider
 from msal_wsgi import MsalMiddleware, Protect, Settings
 from msal_wsgi._msal import IdentityClient
 from msal_wsgi.errors import ResponseRejected
 
 READ = "api://rogue/read"
-
-
-@pytest.fixture(scope="module")
-def rogue_server(devprovider: DevProvider) -> Iterator[MisbehavingProvider]:
-    with beside(devprovider) as server:
-        yield server
-
-
-@pytest.fixture
-def rogue(rogue_server: MisbehavingProvider) -> MisbehavingProvider:
-    rogue_server.reset()
-    return rogue_server
 
 
 def rp_app(rogue: MisbehavingProvider, app: Any = echo_app, **overrides: Any) -> TestApp:

@@ -6,7 +6,6 @@ import base64
 import hashlib
 import hmac
 import time
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote_plus, urlencode
 
@@ -24,18 +23,6 @@ NONCE = "n-0S6_WzA2Mj"
 #: RFC 7636 appendix B: a verifier and its S256 challenge.
 VERIFIER, CHALLENGE = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
 PAST = int(time.time()) - 3600
-
-
-@pytest.fixture(scope="module")
-def rogue_server(devprovider: DevProvider) -> Iterator[MisbehavingProvider]:
-    with beside(devprovider) as server:
-        yield server
-
-
-@pytest.fixture
-def rogue(rogue_server: MisbehavingProvider) -> MisbehavingProvider:
-    rogue_server.reset()
-    return rogue_server
 
 
 def authorize_url(rogue: MisbehavingProvider, **params: str) -> str:
