@@ -18,7 +18,7 @@ def test_api_call_gets_401_json_and_creates_no_flow(provider, headers):
     app = make_testapp(provider)
     answer = app.get("/todos", headers=headers, status=401)
     assert answer.json == {"error": "interaction_required", "error_description": "Sign-in required: not signed in",
-                           "login_url": "/auth/login"}
+                           "login_url": "/auth/login?next=%2Ftodos"}
     assert answer.headers["WWW-Authenticate"].startswith('Session realm="msal_wsgi"')
     assert "sid" not in app.cookies  # no session was written: no pending flow
 
