@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import jwt
+import pytest
 
 from msal_wsgi import MsalMiddleware
 
 from support.apps import TODO_READ, TODO_WRITE, make_testapp, sign_in
+
+pytestmark = pytest.mark.both_provider_modes  # Entra-like and stock provider (issue 10)
 
 
 def test_full_sign_in_hands_token_and_user_to_the_app(provider):
@@ -21,6 +24,7 @@ def test_full_sign_in_hands_token_and_user_to_the_app(provider):
     assert body["token"]["scopes"] == [TODO_READ]
 
 
+@pytest.mark.entra_only  # one refresh token for every scope; stock: test_incremental_consent.py
 def test_unsafe_method_gets_the_read_write_token(provider):
     app = make_testapp(provider)
     sign_in(app, provider)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 from msal_wsgi import MIDDLEWARE
 
 from support.apps import complete_sign_in, make_testapp, sign_in
+
+pytestmark = pytest.mark.both_provider_modes  # Entra-like and stock provider (issue 10)
 
 
 def test_two_tabs_signing_in_at_once_both_land_where_they_started(provider):

@@ -5,8 +5,11 @@ from __future__ import annotations
 import time
 
 import jwt
+import pytest
 
 from support.apps import SECRETS, make_testapp, session_of, sign_in
+
+pytestmark = pytest.mark.both_provider_modes  # Entra-like and stock provider (issue 10)
 
 
 def test_silent_hit_makes_no_provider_request(provider):
@@ -45,6 +48,7 @@ def test_revoked_refresh_token_leads_back_to_sign_in(provider):
     assert api.json["error"] == "interaction_required"
 
 
+@pytest.mark.entra_only  # one refresh token for every scope; stock: test_incremental_consent.py
 def test_token_for_other_scopes_on_demand(provider):
     app = make_testapp(provider)
     sign_in(app, provider)

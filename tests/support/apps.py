@@ -54,6 +54,8 @@ def settings_for(provider: DevProvider, client_id: str = "todo-web", **overrides
         redirect_uri=REDIRECT_URI,
         protect={"/todos": Protect(read=[TODO_READ], write=[TODO_WRITE]), "/profile": Protect()},
     )
+    if provider.mode == "stock":  # its refresh tokens need offline_access, granted only with prompt=consent
+        options["prompt"] = "consent"
     options.update(overrides)
     return options
 

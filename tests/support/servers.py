@@ -251,6 +251,7 @@ def sample_env(provider: DevProvider, public_url: str, data_dir: Path, *, client
         "REQUESTS_CA_BUNDLE": str(provider.ca_path),
         "SAMPLE_BIND": f"127.0.0.1:{urlsplit(public_url).port}",
         "SAMPLE_DATA_DIR": str(data_dir),
+        **({"MSAL_PROMPT": "consent"} if provider.mode == "stock" else {}),  # refresh tokens need it there
         **extra,
     }
 
