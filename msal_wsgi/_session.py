@@ -418,11 +418,14 @@ class SessionView:
 
         A used one comes back without ``body``; an unknown or expired one is ``None``.
         """
+        stored = self._get(SESSION_REPLAYS)
         replays = self._replays(ttl)
         entry = replays.get(key)
-        if entry is not None and "body" in entry:
+        taken = entry is not None and "body" in entry
+        if taken:
             replays[key] = {"url": entry["url"], "t": entry["t"]}
-            self._session[SESSION_REPLAYS] = replays
+        if taken or (stored is not None and (type(stored) is not dict or len(stored) != len(replays))):
+            self._session[SESSION_REPLAYS] = replays  # taken, or expired ones dropped: written at once
             self.flush()
         return entry
 
