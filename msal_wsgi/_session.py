@@ -422,7 +422,7 @@ class SessionView:
         replays = self._replays(ttl)
         entry = replays.get(key)
         taken = entry is not None and "body" in entry
-        if taken:
+        if entry is not None and taken:
             replays[key] = {"url": entry["url"], "t": entry["t"]}
         if taken or (stored is not None and (type(stored) is not dict or len(stored) != len(replays))):
             self._session[SESSION_REPLAYS] = replays  # taken, or expired ones dropped: written at once
