@@ -67,7 +67,7 @@ def test_a_form_posted_while_signed_out_is_submitted_once_after_the_sign_in(prov
     done = page.forms["f"].submit()
     assert done.text == f"saved {ITEM}"
     assert recorder.posts == [("application/x-www-form-urlencoded",
-                               "description=caf%C3%A9+%26+cr%C3%A8me+%3D+2%E2%82%AC".encode())]
+                               b"description=caf%C3%A9+%26+cr%C3%A8me+%3D+2%E2%82%AC")]
 
 
 def test_the_resubmission_page_carries_only_a_token_and_runs_only_its_own_script(provider, recorder):
