@@ -48,8 +48,9 @@ log = logging.getLogger("msal_wsgi")
 MAX_INDEXED_TOKENS = 64
 #: Completed sign-ins remembered, so a replayed callback (back button) can move on.
 MAX_COMPLETED = 5
-#: Grants (refresh tokens) kept per user; beyond it the oldest is dropped.
-MAX_GRANTS = 8
+#: Grants (refresh tokens) kept per user; beyond it the oldest is dropped. Each is an msal cache of
+#: about 3 KB: a user of a stock provider who consented to 32 resources one by one holds about 100 KB.
+MAX_GRANTS = 32
 
 
 class Grant(NamedTuple):
