@@ -171,3 +171,49 @@ def _record(figures: dict) -> None:
     path = ROOT / "artifacts" / "consent" / f"mixed-{figures['mode']}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+def test_a_session_of_the_version_before_grants_reads_as_one_grant(provider):
+    """Sessions saved before grants existed (no scopes recorded) keep working, refreshes included."""
+    todo = TodoApp()
+    browser = FormBrowser(make_testapp(provider, app=todo, client_id="todo-web-short"), provider)
+    browser.get("/todos")
+    stored = session_of(browser.app)
+    record = dict(stored[K.SESSION_USER])
+    del record["scopes"]
+    stored[K.SESSION_USER] = record
+    stored.save()
+    mark = provider.mark()
+    assert browser.get("/todos").json["scopes"] == [TODO_READ]  # from the index, as before
+    time.sleep(STALE)
+    assert browser.get("/todos").json["scopes"] == [TODO_READ]  # refreshed with the one grant there is
+    assert provider.authorizations_since(mark) == [] and len(provider.token_requests_since(mark)) == 1
+
+
+def test_a_grant_the_new_one_covers_is_dropped(provider):
+    todo = TodoApp()
+    browser = FormBrowser(make_testapp(provider, app=todo), provider)
+    browser.get("/todos")
+    browser.get(f"/auth/login?next=/todos&scope={TODO_READ}+{TODO_WRITE}")  # one consent for both
+    assert grants_in(browser.app) == 1
+    assert set(session_of(browser.app)[K.SESSION_USER]["scopes"]) >= {TODO_READ, TODO_WRITE}
+    mark = provider.mark()
+    assert browser.post("/todos", {"description": "covered"}).json["items"] == ["covered"]
+    assert provider.authorizations_since(mark) == []
+
+
+def test_grants_are_bounded_the_oldest_dropped_first(provider, monkeypatch):
+    from msal_wsgi import _session
+
+    monkeypatch.setattr(_session, "MAX_GRANTS", 2)
+    todo = TodoApp()
+    browser = FormBrowser(make_testapp(provider, app=todo), provider)
+    browser.get("/todos")
+    for n in (1, 2):
+        assert browser.get(f"/todos?acquire=api://r{n}/access").json == {"acquired": [f"api://r{n}/access"]}
+    assert grants_in(browser.app) == (2 if provider.mode == "stock" else 1)
+    scopes = [set(session_of(browser.app)[K.SESSION_USER]["scopes"])] + [
+        set(g["scopes"]) for g in session_of(browser.app).get(K.SESSION_GRANTS) or []]
+    if provider.mode == "stock":  # r2's grant and r1's; the first (the route's) was dropped
+        assert "api://r2/access" in scopes[0] and "api://r1/access" in scopes[1]
+        assert not any(TODO_READ in s for s in scopes)
