@@ -18,7 +18,7 @@ import msal
 import msal_wsgi
 
 from . import hot_path
-from .fixtures import provider, signed_in_user
+from .fixtures import consented_user, provider, signed_in_user
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
 
         print("\n== Growth with the number of access tokens the user holds (1, 5, 20 resources) ==")
         print(hot_path.scaling(dev, users, args.store, data_dir))
+
+        print("\n== A stock provider: one grant (msal cache, refresh token) per resource consented to ==")
+        with provider(mode="stock") as stock:
+            consented = [consented_user(stock, f"stock{n}", n) for n in (1, 5, 20)]
+            print(hot_path.scaling(stock, consented, args.store, data_dir, kinds=("session_only", "msal_wsgi")))
 
         writes = hot_path.accessed_time_writes(dev, users[0])
         print(f"\nWith Beaker's default save_accessed_time=True the same 200 msal_wsgi requests cause "

@@ -26,12 +26,14 @@ from msal_wsgi import _environ as K
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from support.apps import TODO_READ, make_testapp, settings_for, sign_in
+from support.apps import TODO_READ, echo_app, make_testapp, settings_for, sign_in
+from support.consent import FormBrowser
 
 __all__ = [
     "TODO_READ",
     "SignedInUser",
     "beaker_options",
+    "consented_user",
     "counting",
     "provider",
     "seed_session",
@@ -118,9 +120,10 @@ class SignedInUser:
 
 
 @contextmanager
-def provider() -> Iterator[DevProvider]:
+def provider(mode: str = "entra") -> Iterator[DevProvider]:
     """A DevProvider on loopback; REQUESTS_CA_BUNDLE points requests (and msal) at its CA."""
-    with tempfile.TemporaryDirectory(prefix="msal-wsgi-bench-") as workdir, DevProvider().start(workdir) as running:
+    with tempfile.TemporaryDirectory(prefix="msal-wsgi-bench-") as workdir, \
+            DevProvider().start(workdir, mode=mode) as running:
         previous = os.environ.get("REQUESTS_CA_BUNDLE")
         os.environ["REQUESTS_CA_BUNDLE"] = str(running.ca_path)
         try:
@@ -141,3 +144,26 @@ def signed_in_user(dev: DevProvider, login: str, resources: int = 1) -> SignedIn
         body = testapp.get("/todos", {"acquire": extra_scope(n)}).json
         assert "value" in body["acquired"], body
     return SignedInUser(login, resources, read_session(options, testapp.cookies["sid"]))
+
+
+def _acquiring_app(environ: dict[str, Any], start_response: Any) -> Any:
+    """The echo app, except that ``?acquire=SCOPE`` lets ``InteractionRequired`` through: a consent."""
+    query = environ.get("QUERY_STRING", "")
+    if query.startswith("acquire="):
+        environ[K.ACQUIRE_TOKEN]([query[len("acquire="):].replace("%3A", ":").replace("%2F", "/")])
+    return echo_app(environ, start_response)
+
+
+def consented_user(dev: DevProvider, login: str, resources: int = 1) -> SignedInUser:
+    """Against a stock provider: sign in, then consent to ``resources - 1`` more APIs one at a time.
+
+    Each consent is a sign-in of the same account, so the session holds a grant per resource.
+    """
+    options = beaker_options("memory", count=False)
+    browser = FormBrowser(make_testapp(dev, session=options, app=_acquiring_app), dev, login=login)
+    browser.get("/todos")
+    for n in range(1, resources):
+        assert browser.get("/todos", params={"acquire": extra_scope(n)}).status_int == 200
+    session = read_session(options, browser.app.cookies["sid"])
+    assert 1 + len(session.get(K.SESSION_GRANTS) or []) == resources
+    return SignedInUser(login, resources, session)

@@ -196,6 +196,11 @@ class SessionView:
             sid = getattr(self._session, "id", None)
         return sid if isinstance(sid, str) else None
 
+    @property
+    def lock_key(self) -> str:
+        """What the per-session lock is keyed by: the session id (a session without one locks alone)."""
+        return self.session_id or f"unkeyed:{id(self)}"
+
     def reload(self) -> None:
         """Take msal_wsgi's keys afresh from the store: another request may have saved newer ones.
 

@@ -117,7 +117,7 @@ class MsalMiddleware:
         scopes = rule.scopes_for(request.method)
         view = self._sign_in.view(request)
         if request.method == "POST" and self._replay.is_replay(request):
-            answer = self._replay.take(request, view, lambda: view.session_id or f"unkeyed:{id(view)}")
+            answer = self._replay.take(request, view)
             if answer is not None:
                 return answer  # a used or unknown replay token: the app never sees it
         user = view.user()

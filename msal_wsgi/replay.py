@@ -31,7 +31,7 @@ import hashlib
 import io
 import secrets
 import time
-from typing import Any, Callable
+from typing import Any
 
 from webob import Request, Response
 from webob.exc import HTTPSeeOther
@@ -141,11 +141,11 @@ class FormReplay:
             return False
         return request.body.startswith(_PREFIX)
 
-    def take(self, request: Request, view: SessionView, session_id: Callable[[], str]) -> Response | None:
+    def take(self, request: Request, view: SessionView) -> Response | None:
         """Put the kept body back into the request (``None``: go on to the app), or answer."""
         values = request.POST.getall(REPLAY_FIELD)
         token = values[0] if len(values) == 1 and isinstance(values[0], str) else ""
-        with self._lock(session_id()):
+        with self._lock(view.lock_key):
             view.reload()
             entry = view.take_replay(_digest(token), ttl=REPLAY_TTL) if token else None
         here = request.path_qs

@@ -212,7 +212,9 @@ class SignInFlow:
                               login_url=self.login_url(request, self.returning_page(request), scopes))
         form = None
         if request.method == "POST":
-            form, why = self._replay.keep(request)
+            # Re-submissions are taken where they are posted: under a protected prefix.
+            protected = self._router.match(request.path_info or "/") is not None
+            form, why = self._replay.keep(request) if protected else (None, "this page is not protected")
             if form is None:
                 return self._replay.lost(why, self.login_url(request, self.returning_page(request), scopes))
         return self._redirect_to_provider(self.view(request), scopes, here, claims_challenge=claims_challenge,

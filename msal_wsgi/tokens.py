@@ -54,7 +54,7 @@ class TokenSource:
             if token is not None:
                 self._events(TOKEN_CACHE_HIT, scopes=scopes)
                 return token
-        with self._lock(view.session_id or f"unkeyed:{id(view)}"):
+        with self._lock(view.lock_key):
             view.reload()
             current = view.user()
             if current is None or current.account_id != user.account_id:

@@ -205,3 +205,11 @@ def test_a_form_needing_more_consent_survives_the_consent(provider, recorder):
     assert browser.post("/todos", {"description": ITEM}).text == f"saved {ITEM}"
     assert len(recorder.posts) == 1
     assert browser.resubmissions == (1 if provider.mode == "stock" else 0)
+
+
+def test_a_public_page_asking_for_a_sign_in_on_post_keeps_no_form(provider):
+    """Re-submissions are taken only under protected prefixes, so only their forms are kept."""
+    environ = Request.blank("/public", POST={"description": "x"}, headers=SAME_ORIGIN).environ
+    environ["beaker.session"] = {}  # what the middleware's start_sign_in finds on a public page's POST
+    answer = make_testapp(provider).middleware.start_sign_in(environ)
+    assert answer.status_int == 401 and "this page is not protected" in answer.text
