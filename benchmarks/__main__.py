@@ -20,7 +20,7 @@ import msal_wsgi
 from devprovider import DevProvider
 
 from . import hot_path
-from .fixtures import provider, signed_in_user
+from .fixtures import consented_user, provider, signed_in_user
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,6 +57,11 @@ def run_web(dev: DevProvider, store: str, data_dir: str, *, load: bool) -> bool:
 
     print("\n== Growth with the number of access tokens the user holds (1, 5, 20 resources) ==")
     print(hot_path.scaling(dev, users, store, data_dir))
+
+    print("\n== A stock provider: one grant (msal cache, refresh token) per resource consented to ==")
+    with provider(mode="stock") as stock:
+        consented = [consented_user(stock, f"stock{n}", n) for n in (1, 5, 20)]
+        print(hot_path.scaling(stock, consented, store, data_dir, kinds=("session_only", "msal_wsgi")))
 
     writes = hot_path.accessed_time_writes(dev, users[0])
     print(f"\nWith Beaker's default save_accessed_time=True the same 200 msal_wsgi requests cause "

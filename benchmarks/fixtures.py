@@ -24,8 +24,11 @@ from devprovider import DevProvider
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from support import sessions  # found through the path set just above
-from support.apps import TODO_READ, make_testapp, settings_for, sign_in
+from support.apps import TODO_READ, echo_app, make_testapp, settings_for, sign_in
+from support.consent import FormBrowser
 from support.servers import free_port, trusted_provider
+
+from msal_wsgi import ACQUIRE_TOKEN
 
 SESSION_CACHE, SESSION_USER = sessions.SESSION_CACHE, sessions.SESSION_USER
 
@@ -36,6 +39,7 @@ __all__ = [
     "TODO_READ",
     "SignedInUser",
     "beaker_options",
+    "consented_user",
     "counting",
     "free_port",
     "provider",
@@ -113,9 +117,10 @@ class SignedInUser:
 
 
 @contextmanager
-def provider() -> Iterator[DevProvider]:
+def provider(mode: str = "entra") -> Iterator[DevProvider]:
     """A DevProvider on loopback; REQUESTS_CA_BUNDLE points requests (and msal) at its CA."""
-    with tempfile.TemporaryDirectory(prefix="msal-wsgi-bench-") as workdir, trusted_provider(workdir) as running:
+    with tempfile.TemporaryDirectory(prefix="msal-wsgi-bench-") as workdir, \
+            trusted_provider(workdir, mode=mode) as running:
         yield running
 
 
@@ -128,3 +133,26 @@ def signed_in_user(dev: DevProvider, login: str, resources: int = 1) -> SignedIn
         body = testapp.get("/todos", {"acquire": extra_scope(n)}).json
         assert "value" in body["acquired"], body
     return SignedInUser(login, resources, dict(sessions.session_of(testapp)))
+
+
+def _acquiring_app(environ: dict[str, Any], start_response: Any) -> Any:
+    """The echo app, except that ``?acquire=SCOPE`` lets ``InteractionRequired`` through: a consent."""
+    query = environ.get("QUERY_STRING", "")
+    if query.startswith("acquire="):
+        environ[ACQUIRE_TOKEN]([query[len("acquire="):].replace("%3A", ":").replace("%2F", "/")])
+    return echo_app(environ, start_response)
+
+
+def consented_user(dev: DevProvider, login: str, resources: int = 1) -> SignedInUser:
+    """Against a stock provider: sign in, then consent to ``resources - 1`` more APIs one at a time.
+
+    Each consent is a sign-in of the same account, so the session holds a grant per resource.
+    """
+    options = beaker_options("memory", count=False)
+    browser = FormBrowser(make_testapp(dev, session=options, app=_acquiring_app), dev, login=login)
+    browser.get("/todos")
+    for n in range(1, resources):
+        assert browser.get("/todos", params={"acquire": extra_scope(n)}).status_int == 200
+    session = dict(sessions.session_of(browser.app))
+    assert 1 + len(session.get(sessions.SESSION_GRANTS) or []) == resources
+    return SignedInUser(login, resources, session)

@@ -184,6 +184,7 @@ class DevProvider:
     def __init__(self) -> None:
         self.process: subprocess.Popen[bytes] | None = None
         self.issuer: str = ""
+        self.mode: str = "entra"
         self.port: int = 0
         self.workdir: Path | None = None
         self.ca_path: Path | None = None
@@ -197,9 +198,14 @@ class DevProvider:
 
     # -- lifecycle -----------------------------------------------------------
 
-    def start(self, workdir: Path | str, port: int = 0, *, tls_of: DevProvider | None = None,
+    def start(self, workdir: Path | str, port: int = 0, *, mode: str = "entra", tls_of: DevProvider | None = None,
               **env: str | int) -> Self:
         """Start the provider (port 0: a free one) with extra ``OP_*`` env variables.
+
+        ``mode`` is ``"entra"`` (Entra-like: one consent and one refresh token for every
+        resource) or ``"stock"`` (oidc-provider's own rules: consent per scope, refresh
+        tokens only with ``prompt=consent``, each covering its sign-in's scopes, rotated);
+        it is kept as :attr:`mode`. See ``provider.mjs``.
 
         Files (CA, certificates, request log, stdout/stderr) go to ``workdir``;
         ``client-cert.pem`` (key and certificate, see :attr:`client_certificate_path`)
@@ -209,6 +215,8 @@ class DevProvider:
         """
         if self.process is not None:
             raise DevProviderError("provider already started")
+        if mode not in ("entra", "stock"):
+            raise DevProviderError(f"mode must be 'entra' or 'stock', not {mode!r}")
         ensure_node_modules()
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -230,6 +238,7 @@ class DevProvider:
             OP_KEY=str(key_path),
             OP_LOG=str(log_path),
             OP_CLIENT_CERT=str(client_crt),
+            OP_MODE=mode,
         )
         child_env.update({name: str(value) for name, value in env.items()})
         node = shutil.which("node")
@@ -248,6 +257,7 @@ class DevProvider:
             )
         self.workdir, self.ca_path, self.log_path = workdir, ca_path, log_path
         self.server_cert_path, self.server_key_path = cert_path, key_path
+        self.mode = mode
         self.client_certificate_path = client_pem
         deadline = time.monotonic() + READY_TIMEOUT
         while True:
@@ -458,6 +468,11 @@ class DevProvider:
         if path_contains is not None:
             entries = [entry for entry in entries if path_contains in entry["path"]]
         return entries
+
+    def authorizations_since(self, mark: int) -> list[dict[str, Any]]:
+        """Sign-ins started after ``mark``: GETs of the authorization endpoint (not its resumptions)."""
+        auth_path = urlsplit(self.issuer).path + "/auth"
+        return [e for e in self.requests_since(mark) if e["method"] == "GET" and e["path"] == auth_path]
 
     def token_requests_since(self, mark: int) -> list[dict[str, Any]]:
         """POSTs to the token endpoint logged after ``mark``."""

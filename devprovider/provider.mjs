@@ -1,12 +1,24 @@
 // Local OpenID Connect provider for msal_wsgi tests and development.
 //
-// panva/oidc-provider mounted under /op on an HTTPS server bound to 127.0.0.1,
-// configured to behave like Entra ID where the tests care:
-//   * API scopes "api://X/..." select the resource "api://X" (JWT access tokens,
-//     aud = api://X, scope claim);
-//   * a refresh token is issued for every authorization code exchange of a
-//     client allowed the refresh_token grant (no prompt=consent needed), and it
-//     is good for every declared resource (multi-resource refresh tokens).
+// panva/oidc-provider mounted under /op on an HTTPS server bound to 127.0.0.1.
+// In both modes, API scopes "api://X/..." select the resource "api://X" (JWT
+// access tokens, aud = api://X, scope claim). OP_MODE chooses the rest:
+//
+//   entra (default): configured to behave like Entra ID with admin consent:
+//     * one consent covers every declared resource and scope;
+//     * a refresh token is issued for every authorization code exchange of a
+//       client allowed the refresh_token grant (no prompt=consent needed), and
+//       it is good for every declared resource (multi-resource refresh tokens).
+//   stock: oidc-provider's own rules, as most providers (and Entra without
+//     admin consent) behave:
+//     * consent per scope, on the devInteractions consent page, for what the
+//       sign-in asks and the grant lacks;
+//     * a refresh token only when offline_access is granted, which needs
+//       prompt=consent (OpenID Connect Core §11), covering exactly the scopes
+//       and the resource of the sign-in that issued it;
+//     * every refresh rotates the refresh token (a reused one revokes the grant);
+//     * id_tokens carry profile claims only when no access token is issued
+//       (conformIdTokenClaims), so the RP sees just sub.
 //
 // Environment:
 //   OP_PORT          port to listen on (required; 0 = any free port)
@@ -22,6 +34,7 @@
 //   OP_REFRESH_IN    refresh_in (seconds) in the token responses of
 //                    todo-web-refresh-in, like Entra's proactive refresh hint (default 2)
 //   OP_VERBOSE       when set, keep oidc-provider's development warnings
+//   OP_MODE          entra (default) or stock, see above
 //   OP_ISSUER_ORIGIN the origin the issuer is announced at (default: https://127.0.0.1:PORT), for a
 //                    proxy in front of the provider that must look like the provider itself
 //
@@ -59,7 +72,12 @@ const AT_TTL = Number(env('OP_AT_TTL', '3600'));
 const SHORT_AT_TTL = Number(env('OP_SHORT_AT_TTL', '303'));
 const REFRESH_IN = Number(env('OP_REFRESH_IN', '2'));
 const CLIENT_CERT = env('OP_CLIENT_CERT');
+const MODE = env('OP_MODE', 'entra');
 const MOUNT = '/op';
+if (!['entra', 'stock'].includes(MODE)) {
+  console.error(`provider.mjs: OP_MODE must be entra or stock, not ${MODE}`);
+  process.exit(2);
+}
 
 if (!env('OP_VERBOSE')) {
   // oidc-provider prints development-only notices (devInteractions, default
@@ -195,7 +213,6 @@ const configuration = {
     profile: ['name', 'preferred_username'],
     email: ['email', 'email_verified'],
   },
-  conformIdTokenClaims: false,
   async findAccount(ctx, sub) {
     return {
       accountId: sub,
@@ -226,12 +243,34 @@ const configuration = {
         if (wanted.length === 0) return undefined;
         return wanted.length === 1 ? wanted[0] : wanted;
       },
+      // msal never sends resource= to the token endpoint: the code's (or refresh
+      // token's) resource is used, in both modes (it is one resource in stock mode).
       async useGrantedResource() {
         return true;
       },
       getResourceServerInfo: resourceServerInfo,
     },
   },
+  pkce: { required: () => false },
+  ttl: {
+    AccessToken: (ctx, token, client) => (SHORT_TTL_CLIENTS.has(client.clientId) ? SHORT_AT_TTL : AT_TTL),
+    AuthorizationCode: 60,
+    IdToken: 3600,
+    RefreshToken: 14 * 24 * 3600,
+    Grant: 14 * 24 * 3600,
+    Session: 14 * 24 * 3600,
+    Interaction: 3600,
+  },
+  renderError(ctx, out) {
+    ctx.type = 'html';
+    const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+    ctx.body = `<!DOCTYPE html><html><head><title>oops! something went wrong</title></head><body>${
+      Object.entries(out).map(([k, v]) => `<pre><strong>${esc(k)}</strong>: ${esc(v)}</pre>`).join('')}</body></html>`;
+  },
+};
+
+const ENTRA_LIKE = {
+  conformIdTokenClaims: false,
   // Entra-like consent: once a user consented to a client, the grant covers
   // every declared resource (so the refresh token can be redeemed for any).
   async loadExistingGrant(ctx) {
@@ -276,23 +315,16 @@ const configuration = {
   },
   expiresWithSession: async () => false,
   rotateRefreshToken: (ctx) => ctx.oidc.client.clientId === 'todo-web-rotating',
-  pkce: { required: () => false },
-  ttl: {
-    AccessToken: (ctx, token, client) => (SHORT_TTL_CLIENTS.has(client.clientId) ? SHORT_AT_TTL : AT_TTL),
-    AuthorizationCode: 60,
-    IdToken: 3600,
-    RefreshToken: 14 * 24 * 3600,
-    Grant: 14 * 24 * 3600,
-    Session: 14 * 24 * 3600,
-    Interaction: 3600,
-  },
-  renderError(ctx, out) {
-    ctx.type = 'html';
-    const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-    ctx.body = `<!DOCTYPE html><html><head><title>oops! something went wrong</title></head><body>${
-      Object.entries(out).map(([k, v]) => `<pre><strong>${esc(k)}</strong>: ${esc(v)}</pre>`).join('')}</body></html>`;
-  },
 };
+
+// oidc-provider's defaults for consent, grants and refresh tokens (loadExistingGrant,
+// issueRefreshToken, expiresWithSession, conformIdTokenClaims are left alone); only
+// rotation is switched on for every client, as many providers do.
+const STOCK = {
+  rotateRefreshToken: true,
+};
+
+Object.assign(configuration, MODE === 'entra' ? ENTRA_LIKE : STOCK);
 
 function log(req, res, started) {
   if (!LOG) return;

@@ -25,9 +25,14 @@ MIDDLEWARE = PREFIX + "middleware"
 CURRENT_USER = PREFIX + "current_user"
 
 # Session keys: everything msal_wsgi keeps in the session lives under these.
+#: The msal token cache of the user's latest grant (sign-in), serialized.
 SESSION_CACHE = PREFIX + "token_cache"
 SESSION_USER = PREFIX + "user"
 SESSION_FLOWS = PREFIX + "flows"
 SESSION_DONE = PREFIX + "completed"
+#: The same user's earlier grants, each with its own msal token cache (one refresh token each).
+SESSION_GRANTS = PREFIX + "grants"
+#: Form bodies kept across a sign-in, waiting for their single-use re-submission.
+SESSION_REPLAYS = PREFIX + "replays"
 
-ALL_SESSION_KEYS = (SESSION_CACHE, SESSION_USER, SESSION_FLOWS, SESSION_DONE)
+ALL_SESSION_KEYS = (SESSION_CACHE, SESSION_USER, SESSION_FLOWS, SESSION_DONE, SESSION_GRANTS, SESSION_REPLAYS)

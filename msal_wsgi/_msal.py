@@ -37,7 +37,7 @@ from .errors import (
     ResponseRejected,
 )
 from .identity import AccessToken, User
-from .settings import Settings
+from .settings import RESERVED_SCOPES, Settings
 
 log = logging.getLogger("msal_wsgi")
 
@@ -89,12 +89,14 @@ def still_fresh(expires_on: float, refresh_on: float | None, now: float) -> bool
 
 @dataclass(frozen=True)
 class Redemption:
-    """What a redeemed authorization code yields: the account, its id-token claims, a token, the new cache."""
+    """What a redeemed authorization code yields: the account, its id-token claims, a token, the new cache,
+    and the scopes granted (those its refresh token, if any, covers)."""
 
     account_id: str
     claims: Mapping[str, Any]
     token: AccessToken | None
     cache: str = field(repr=False)
+    granted: tuple[str, ...] = ()
 
     @property
     def user(self) -> User:
@@ -385,7 +387,11 @@ class IdentityClient:
             if not accounts:
                 raise ResponseRejected("invalid_id_token", "msal found no account in the token response")
             token = _token(result, scopes, time.time(), cache)
-            return Redemption(accounts[0]["home_account_id"], claims, token, cache.serialize())
+            if not result.get("refresh_token"):
+                log.warning("the provider issued no refresh token: every token will need a new sign-in; "
+                            "providers that follow OpenID Connect Core §11 issue one only with prompt=consent")
+            return Redemption(accounts[0]["home_account_id"], claims, token, cache.serialize(),
+                              _granted(scopes, result))
 
     def _validated_id_token(self, id_token: object, provider: Provider, *, nonce: str | None,
                             subject: str | None = None) -> dict[str, Any]:
@@ -479,6 +485,18 @@ class IdentityClient:
             if token is None:
                 raise ProviderUnavailable("the token endpoint answered without an access token")
             return token, (cache.serialize() if cache.has_state_changed else None)
+
+
+def _granted(asked: tuple[str, ...], result: Mapping[str, Any]) -> tuple[str, ...]:
+    """What a sign-in's refresh token covers: the scopes msal adds to every sign-in, and those asked
+    that the token response grants (all, unless its ``scope``, RFC 6749 §5.1, names fewer).
+
+    A scope counts as named by its full value or by its last path segment, as Entra ID answers.
+    """
+    answered = result.get("scope")
+    named = set(answered.split()) if isinstance(answered, str) else None
+    granted = [s for s in asked if named is None or s in named or s.rsplit("/", 1)[-1] in named]
+    return tuple(sorted(RESERVED_SCOPES)) + tuple(granted)
 
 
 def _sent_nonce(flow: Mapping[str, Any]) -> str:

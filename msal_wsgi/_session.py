@@ -7,11 +7,18 @@ app's, an older version's, tampered) reads as "signed out", never as an error.
 
 Stored per user:
 
-* the msal token cache, serialized (``msal_wsgi.token_cache``);
+* the user's *grants*: what each sign-in of this account consented to, with the msal
+  token cache it produced (serialized, one refresh token each). msal keys refresh tokens
+  by account and client, not by scopes, so one cache holds one refresh token per account;
+  a provider whose refresh tokens cover only the scopes of the sign-in that issued them
+  needs one cache per sign-in. The latest grant's cache is ``msal_wsgi.token_cache``
+  (where a one-grant session kept it before grants existed) and its scopes are in the
+  user record; earlier grants are in ``msal_wsgi.grants``, newest first (bounded);
 * the signed-in user: account id, id-token claims, the configuration fingerprint,
   and an index of access tokens by requested scopes, so that the hot path is a
   dictionary lookup and an expiry comparison instead of a cache deserialization;
-* pending sign-ins keyed by ``state`` (bounded, expiring) and recently completed ones.
+* pending sign-ins keyed by ``state`` (bounded, expiring) and recently completed ones;
+* form bodies waiting for their re-submission after a sign-in (see :mod:`msal_wsgi.replay`).
 """
 
 from __future__ import annotations
@@ -19,9 +26,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
-from ._environ import ALL_SESSION_KEYS, SESSION_CACHE, SESSION_DONE, SESSION_FLOWS, SESSION_USER
+from ._environ import (
+    ALL_SESSION_KEYS,
+    PREFIX,
+    SESSION_CACHE,
+    SESSION_DONE,
+    SESSION_FLOWS,
+    SESSION_GRANTS,
+    SESSION_REPLAYS,
+    SESSION_USER,
+)
 from ._msal import EXPIRY_MARGIN, Redemption, still_fresh
 from .errors import SessionUnavailable
 from .identity import AccessToken, User
@@ -32,6 +48,23 @@ log = logging.getLogger("msal_wsgi")
 MAX_INDEXED_TOKENS = 64
 #: Completed sign-ins remembered, so a replayed callback (back button) can move on.
 MAX_COMPLETED = 5
+#: Grants (refresh tokens) kept per user; beyond it the oldest is dropped. Each is an msal cache of
+#: about 3 KB: a user of a stock provider who consented to 32 resources one by one holds about 100 KB.
+MAX_GRANTS = 32
+
+
+class Grant(NamedTuple):
+    """What one sign-in of the user consented to, and the msal token cache it produced.
+
+    ``scopes`` are the scopes its refresh token is known to serve: those the sign-in was
+    granted, and those it later served (a multi-resource refresh token, as Entra ID's).
+    """
+
+    scopes: frozenset[str]
+    cache: str
+
+    def covers(self, scopes: tuple[str, ...]) -> bool:
+        return bool(self.scopes) and self.scopes.issuperset(scopes)
 
 
 class StoredUser:
@@ -163,6 +196,11 @@ class SessionView:
             sid = getattr(self._session, "id", None)
         return sid if isinstance(sid, str) else None
 
+    @property
+    def lock_key(self) -> str:
+        """What the per-session lock is keyed by: the session id (a session without one locks alone)."""
+        return self.session_id or f"unkeyed:{id(self)}"
+
     def reload(self) -> None:
         """Take msal_wsgi's keys afresh from the store: another request may have saved newer ones.
 
@@ -234,12 +272,26 @@ class SessionView:
             return StoredUser(record)
         return None
 
-    def token_cache(self) -> str | None:
-        blob = self._get(SESSION_CACHE)
-        return blob if isinstance(blob, str) else None
+    def grants(self, signed_in: StoredUser) -> list[Grant]:
+        """The grants of ``signed_in``, newest first; empty when the session holds no token cache."""
+        latest = self._get(SESSION_CACHE)
+        if not isinstance(latest, str):
+            return []
+        scopes = signed_in.record.get("scopes")
+        grants = [Grant(frozenset(scopes) if isinstance(scopes, list) else frozenset(), latest)]
+        earlier = self._get(SESSION_GRANTS)
+        for entry in earlier if type(earlier) is list else ():
+            if type(entry) is dict and isinstance(entry.get("cache"), str) and isinstance(entry.get("scopes"), list):
+                grants.append(Grant(frozenset(entry["scopes"]), entry["cache"]))
+        return grants
 
-    def store_token(self, signed_in: StoredUser, token: AccessToken | None, new_cache: str | None) -> None:
-        """Index ``token`` for its scopes and keep the new cache, if any; :meth:`flush` writes them."""
+    def store_token(self, signed_in: StoredUser, token: AccessToken | None, new_cache: str | None, *,
+                    grant: int = 0, served: tuple[str, ...] = ()) -> None:
+        """Index ``token`` for its scopes and keep the new cache of grant number ``grant``, if any;
+        :meth:`flush` (or the end of the request) writes them.
+
+        ``served``: scopes that grant turned out to serve, remembered as covered by it.
+        """
         tokens = dict(signed_in.record["tokens"])
         if token is not None:
             now = time.time()
@@ -247,24 +299,57 @@ class SessionView:
             tokens[scope_key(token.scopes)] = [token.value, token.expires_on, token.refresh_on, list(token.scopes)]
             while len(tokens) > MAX_INDEXED_TOKENS:
                 del tokens[min(tokens, key=lambda k: tokens[k][1])]
-        self._session[SESSION_USER] = dict(signed_in.record, tokens=tokens)
-        if new_cache is not None:
-            self._session[SESSION_CACHE] = new_cache
+        record = dict(signed_in.record, tokens=tokens)
+        if grant == 0:
+            if served:
+                record["scopes"] = sorted(set(record.get("scopes") or ()) | set(served))
+            if new_cache is not None:
+                self._session[SESSION_CACHE] = new_cache
+        elif new_cache is not None or served:
+            earlier = list(self._get(SESSION_GRANTS) or ())
+            entry = dict(earlier[grant - 1])
+            if new_cache is not None:
+                entry["cache"] = new_cache
+            entry["scopes"] = sorted(set(entry["scopes"]) | set(served))
+            earlier[grant - 1] = entry
+            self._session[SESSION_GRANTS] = earlier
+        self._session[SESSION_USER] = record
 
-    def sign_in(self, redemption: Redemption, state: str, next_url: str) -> None:
-        """Replace any previous user with the one of ``redemption``, under a new session id."""
+    def sign_in(self, redemption: Redemption, state: str, next_url: str) -> bool:
+        """Sign in the user of ``redemption`` under a new session id; returns whether it was the same account.
+
+        A sign-in of the account already signed in (for more scopes: incremental consent)
+        adds its grant to theirs: the earlier refresh and access tokens stay usable, and
+        so does the app's own data in the session. Another account replaces everything.
+        """
         flows = self._flows()
         done = self._completed()
         done[state] = next_url
         while len(done) > MAX_COMPLETED:
             del done[next(iter(done))]
-        self._renew_id(keep_flows=flows)
+        current = self.user()
+        same = current is not None and current.account_id == redemption.account_id
+        new = Grant(frozenset(redemption.granted), redemption.cache)
+        earlier: list[Grant] = []
+        tokens: dict[str, Any] = {}
+        app_data: dict[str, Any] = {}
+        if same and current is not None:
+            # A refresh token the new one covers is redundant; keep the others, newest first.
+            earlier = [g for g in self.grants(current) if not (g.scopes and g.scopes <= new.scopes)]
+            earlier = earlier[:MAX_GRANTS - 1]
+            tokens = dict(current.record["tokens"])
+            app_data = {k: v for k, v in self._session.items()
+                        if not k.startswith(("_", PREFIX)) or k == SESSION_REPLAYS}
+        self._renew_id(keep_flows=flows, keep=app_data)
         self._session[SESSION_DONE] = done
-        self._session[SESSION_CACHE] = redemption.cache
+        self._session[SESSION_CACHE] = new.cache
+        if earlier:
+            self._session[SESSION_GRANTS] = [{"scopes": sorted(g.scopes), "cache": g.cache} for g in earlier]
         record = {"id": redemption.account_id, "claims": dict(redemption.claims), "fp": self._fingerprint,
-                  "tokens": {}}
+                  "tokens": tokens, "scopes": sorted(new.scopes)}
         self.store_token(StoredUser(record), redemption.token, None)
         self._save()
+        return same
 
     def sign_out(self) -> bool:
         """Clear the session under a new id; returns whether someone was signed in."""
@@ -273,11 +358,13 @@ class SessionView:
         self._save()
         return was
 
-    def _renew_id(self, keep_flows: dict[str, Any] | None) -> None:
+    def _renew_id(self, keep_flows: dict[str, Any] | None, keep: Mapping[str, Any] | None = None) -> None:
         """Empty the session in the store under its old id, then continue under a new id.
 
-        Only the pending sign-ins (other tabs) survive a sign-in; nothing survives a
-        sign-out. Stores without ``regenerate_id()`` keep their id.
+        Only the pending sign-ins (other tabs), and ``keep`` (the app's own data and forms
+        waiting for re-submission, when the same account signs in again), survive a sign-in;
+        nothing survives a sign-out.
+        Stores without ``regenerate_id()`` keep their id.
         """
         private = {k: v for k, v in self._session.items() if k.startswith("_")}
         self._session.clear()
@@ -290,6 +377,8 @@ class SessionView:
             if regenerate is not None:
                 regenerate()
         self._session.update(private)
+        if keep:
+            self._session.update(keep)
         if keep_flows:
             self._session[SESSION_FLOWS] = keep_flows
 
@@ -334,6 +423,39 @@ class SessionView:
         """Where a finished sign-in with this ``state`` went, if it is recent."""
         next_url = self._completed().get(state)
         return next_url if isinstance(next_url, str) else None
+
+    # -- forms waiting for their re-submission (msal_wsgi.replay) ---------------------
+
+    def _replays(self, ttl: int) -> dict[str, dict[str, Any]]:
+        replays = self._get(SESSION_REPLAYS)
+        now = time.time()
+        return {key: entry for key, entry in (replays.items() if type(replays) is dict else ())
+                if type(entry) is dict and isinstance(entry.get("url"), str) and _fresh(entry, now, ttl)}
+
+    def add_replay(self, key: str, entry: dict[str, Any], *, limit: int, ttl: int) -> None:
+        """Keep a form body under ``key`` (its token's hash); drop expired ones and the oldest beyond ``limit``."""
+        replays = self._replays(ttl)
+        replays[key] = entry
+        while len(replays) > limit:
+            del replays[min(replays, key=lambda k: replays[k]["t"])]
+        self._session[SESSION_REPLAYS] = replays
+        self._save()
+
+    def take_replay(self, key: str, *, ttl: int) -> dict[str, Any] | None:
+        """The form kept under ``key``, its body taken out of the store at once (single use).
+
+        A used one comes back without ``body``; an unknown or expired one is ``None``.
+        """
+        stored = self._get(SESSION_REPLAYS)
+        replays = self._replays(ttl)
+        entry = replays.get(key)
+        taken = entry is not None and "body" in entry
+        if entry is not None and taken:
+            replays[key] = {"url": entry["url"], "t": entry["t"]}
+        if taken or (stored is not None and (type(stored) is not dict or len(stored) != len(replays))):
+            self._session[SESSION_REPLAYS] = replays  # taken, or expired ones dropped: written at once
+            self.flush()
+        return entry
 
     @staticmethod
     def _live(flows: dict[str, Any], ttl: int) -> dict[str, Any]:

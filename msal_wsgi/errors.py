@@ -19,12 +19,15 @@ class ConfigurationError(MsalWsgiError, ValueError):
 class InteractionRequired(MsalWsgiError):
     """No token can be had silently: the user must sign in (again) or consent.
 
-    ``claims_challenge`` carries a claims challenge to pass to the next sign-in.
+    ``claims_challenge`` carries a claims challenge to pass to the next sign-in;
+    ``scopes``, when known, the scopes that need it (the next sign-in asks for them).
     """
 
-    def __init__(self, reason: str, *, claims_challenge: str | None = None) -> None:
+    def __init__(self, reason: str, *, claims_challenge: str | None = None,
+                 scopes: tuple[str, ...] | None = None) -> None:
         self.reason = reason
         self.claims_challenge = claims_challenge
+        self.scopes = scopes
         super().__init__(reason)
 
 

@@ -42,6 +42,10 @@ API_TOKEN_ACCEPTED = "api.token_accepted"
 API_TOKEN_REJECTED = "api.token_rejected"
 AUTHZ_DENIED = "authz.denied"
 TOKEN_ON_BEHALF_OF = "token.on_behalf_of"
+FORM_KEPT = "form.kept"
+FORM_NOT_KEPT = "form.not_kept"
+FORM_REPLAYED = "form.replayed"
+FORM_REPLAY_REFUSED = "form.replay_refused"
 
 Level = Union[int, Callable[[Mapping[str, Any]], int], None]
 
@@ -59,7 +63,7 @@ EVENTS: Mapping[str, Event] = {
     # scopes, claims_challenge (bool), next
     SIGN_IN_STARTED: Event(logging.INFO, "sign-in started for {next} (scopes {scopes}, claims challenge: "
                                          "{claims_challenge})"),
-    # user
+    # user, same_account (bool: the account already signed in, for more scopes), scopes
     SIGN_IN_COMPLETED: Event(logging.INFO, "sign-in completed for {user}"),
     # reason (a SignInFailure), detail; error when the provider sent one. The level is the reason's.
     SIGN_IN_FAILED: Event(logging.WARNING, "sign-in failed ({reason}): {detail}"),
@@ -91,6 +95,15 @@ EVENTS: Mapping[str, Event] = {
     AUTHZ_DENIED: Event(logging.WARNING, "access to {path} denied to {caller}: {requirement} {needed} required"),
     # caller, scopes: a token for a downstream API was acquired on behalf of an API's caller
     TOKEN_ON_BEHALF_OF: Event(logging.INFO, "token acquired on behalf of {caller} (scopes {scopes})"),
+    # path, size (bytes): a form POST goes along with the sign-in it needs
+    FORM_KEPT: Event(logging.INFO, "form posted to {path} kept across the sign-in ({size} bytes)"),
+    # path, why: a POST that needs a sign-in cannot be kept; the user is told to do it again
+    FORM_NOT_KEPT: Event(logging.WARNING, "form posted to {path} not kept across the sign-in: {why}"),
+    # path: a kept form was re-submitted after the sign-in
+    FORM_REPLAYED: Event(logging.INFO, "form re-submitted to {path} after the sign-in"),
+    # path, reason (used: answered 303 to the page; unknown: expired, or for another page)
+    FORM_REPLAY_REFUSED: Event(lambda facts: logging.INFO if facts["reason"] == "used" else logging.WARNING,
+                               "form re-submission to {path} refused ({reason})"),
 }
 
 

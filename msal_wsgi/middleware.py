@@ -33,6 +33,8 @@ from .events import (
     Events,
 )
 from .identity import User
+from .redirects import origin_of
+from .replay import FormReplay
 from .responses import error_page, forbidden, json_error, wants_redirect
 from .routing import Router
 from .settings import Protect, ProtectApi, Settings
@@ -89,7 +91,10 @@ class MsalMiddleware:
         fingerprint = hashlib.sha256(f"{settings.client_id}|{settings.authority or settings.oidc_authority}|"
                                      f"{' '.join(settings.allowed_tenants)}".encode()).hexdigest()[:16]
         self._sessions = Sessions(settings.session_key, fingerprint)
-        self._sign_in = SignInFlow(settings, self._client, self._router, self._events, self._sessions)
+        self._replay = FormReplay(settings.max_replay_body, origin_of(settings.redirect_uri), settings.session_lock,
+                                  self._events)
+        self._sign_in = SignInFlow(settings, self._client, self._router, self._events, self._sessions,
+                                   self._replay)
         self._tokens = TokenSource(self._client, settings.session_lock, self._events)
         self._bearer = BearerGuard(settings, self._client, self._events)
         self._on_behalf = OnBehalfOf(self._client, self._events) if self._client.can_act_on_behalf else None
@@ -150,6 +155,10 @@ class MsalMiddleware:
         """A protected path: the app with the user and a token in the environ, or a sign-in challenge."""
         scopes = rule.scopes_for(request.method)
         view = self._sessions.view(request.environ)
+        if request.method == "POST" and self._replay.is_replay(request):
+            answer = self._replay.take(request, view)
+            if answer is not None:
+                return answer  # a used or unknown replay token: the app never sees it
         user = view.user()
         if user is None:
             return self._sign_in.challenge(request, scopes, "not signed in")
@@ -233,7 +242,8 @@ class MsalMiddleware:
             rule = request.environ.get(ROUTE)
             if isinstance(rule, ProtectApi):
                 return self._bearer.interaction_required(request, exc)
-            scopes = rule.scopes_for(request.method) if isinstance(rule, Protect) else self.settings.login_scopes
+            scopes = exc.scopes if exc.scopes is not None else (
+                rule.scopes_for(request.method) if isinstance(rule, Protect) else self.settings.login_scopes)
             return self._sign_in.challenge(request, scopes, exc.reason, exc.claims_challenge)
         if isinstance(exc, NoSession):
             return self._no_session_page(exc)

@@ -42,3 +42,9 @@ def safe_next(value: str | None, *, script_name: str = "", allowed_origins: tupl
             and f"{parts.scheme}://{parts.netloc}".lower() in allowed_origins):
         return value
     return home
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of an absolute URL."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"

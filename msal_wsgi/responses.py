@@ -97,20 +97,25 @@ def forbidden(message: str, requirement: str, needed: tuple[str, ...], *, page: 
     return json_error(403, "access_denied", message, fields={"requirement": requirement, "needed": list(needed)})
 
 
-def repost_page(action: str, fields: Mapping[str, str]) -> Response:
-    """Re-submit a cross-site ``form_post`` callback from this site, so the session cookie
-    (``SameSite=Lax``) comes along. Scripted, with a button when scripts are off."""
+def repost_page(action: str, fields: Mapping[str, str], *, title: str = "Signing you in",
+                button: str = "Continue signing in") -> Response:
+    """A page of this site that POSTs ``fields`` to ``action`` by itself (a button when scripts are off).
+
+    It re-submits a cross-site ``form_post`` callback from this site, so the session cookie
+    (``SameSite=Lax``) comes along, and a form kept across a sign-in (:mod:`msal_wsgi.replay`).
+    Its CSP allows only its own script (by nonce) and a same-origin form action, and no framing.
+    """
     nonce = secrets.token_urlsafe(16)
     inputs = "".join(f'<input type="hidden" name="{escape(k)}" value="{escape(v)}">' for k, v in fields.items())
     body = (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Signing you in</title></head>'
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title></head>'
         f'<body><form method="post" action="{escape(action)}" id="f">{inputs}'
-        '<noscript><button type="submit">Continue signing in</button></noscript></form>'
+        f'<noscript><button type="submit">{escape(button)}</button></noscript></form>'
         f'<script nonce="{nonce}">document.getElementById("f").submit()</script></body></html>'
     )
     response = Response(body, content_type="text/html", charset="utf-8")
     response.headers["Content-Security-Policy"] = (
-        f"default-src 'none'; script-src 'nonce-{nonce}'; form-action 'self'")
+        f"default-src 'none'; script-src 'nonce-{nonce}'; form-action 'self'; frame-ancestors 'none'")
     return _no_store(response)
 
 

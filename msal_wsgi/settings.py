@@ -391,6 +391,9 @@ class Settings:
     max_pending_sign_ins: int = setting(
         5, parse=_whole_number, doc="sign-ins in progress per session (tabs); the oldest is dropped")
     sign_in_timeout: int = setting(600, parse=_whole_number, doc="seconds a pending sign-in stays valid")
+    max_replay_body: int = setting(
+        64 * 1024, parse=_whole_number,
+        doc="largest form body (bytes) kept across a sign-in and re-submitted after it; 0: none")
     http_timeout: float = setting(10.0, parse=_seconds, doc="seconds for each request to the provider")
     allowed_redirect_origins: tuple[str, ...] = setting(
         (), parse=_words, doc="absolute origins next may point to, besides this app")
@@ -452,6 +455,9 @@ class Settings:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 100_000:
                 raise ConfigurationError(name, "must be a whole number from 1 to 100000")
+        if not isinstance(self.max_replay_body, int) or isinstance(self.max_replay_body, bool) \
+                or not 0 <= self.max_replay_body <= 1024 * 1024:
+            raise ConfigurationError("max_replay_body", "must be a whole number of bytes from 0 to 1048576 (1 MB)")
         if not isinstance(self.clock_skew, int) or isinstance(self.clock_skew, bool) or not 0 <= self.clock_skew <= 600:
             raise ConfigurationError("clock_skew", "must be a whole number of seconds from 0 to 600")
         if self.token_endpoint_auth_method not in TOKEN_ENDPOINT_AUTH_METHODS:

@@ -5,6 +5,13 @@ kept in the session as a pending sign-in keyed by its state (bounded, expiring,
 single use). Every way a callback can fail is a :class:`SignInFailure`: one row
 of :data:`FAILURES` says its status, page text and log level; the callback
 raises :class:`SignInFailed` and :meth:`SignInFlow.failure_page` renders it.
+
+A sign-in asks for the scopes the request needs (least privilege): a prefix's
+read scopes for safe methods, its write scopes otherwise, or the scopes an
+``acquire_token`` call could not get silently. A sign-in of the account already
+signed in adds to what the session holds (see :meth:`SessionView.sign_in`). A form
+POST that needs a sign-in is kept with it and re-submitted after the callback
+(:mod:`msal_wsgi.replay`).
 """
 
 from __future__ import annotations
@@ -21,8 +28,16 @@ from webob.exc import HTTPFound
 from ._msal import IdentityClient
 from ._session import Sessions, SessionView
 from .errors import InteractionRequired, MsalWsgiError, ProviderUnavailable, ResponseRejected
-from .events import INTERACTION_REQUIRED, SIGN_IN_COMPLETED, SIGN_IN_FAILED, SIGN_IN_STARTED, SIGN_OUT, Events
-from .redirects import safe_next
+from .events import (
+    INTERACTION_REQUIRED,
+    SIGN_IN_COMPLETED,
+    SIGN_IN_FAILED,
+    SIGN_IN_STARTED,
+    SIGN_OUT,
+    Events,
+)
+from .redirects import origin_of, safe_next
+from .replay import FormReplay
 from .responses import error_page, json_error, repost_page, wants_redirect
 from .routing import Router
 from .settings import Protect, Settings
@@ -117,15 +132,20 @@ class SignInFlow:
     :param router: which prefix a ``next`` page falls under, for the scopes to ask.
     :param events: where sign-in events are told.
     :param sessions: finds each request's session.
+    :param replay: keeps form POSTs across sign-ins.
     """
 
     def __init__(self, settings: Settings, client: IdentityClient, router: Router, events: Events,
-                 sessions: Sessions) -> None:
+                 sessions: Sessions, replay: FormReplay) -> None:
         self._settings = settings
         self._client = client
         self._router = router
         self._events = events
         self._sessions = sessions
+        self._replay = replay
+        #: The scopes a link to the sign-in endpoint may ask for (``?scope=``): the configured ones.
+        self._known_scopes = frozenset(settings.login_scopes).union(
+            *(rule.read + (rule.write or ()) for rule in settings.protect.values()))
 
     def view(self, request: Request) -> SessionView:
         """msal_wsgi's view of the request's session (:class:`~msal_wsgi._session.NoSession` without one)."""
@@ -136,39 +156,78 @@ class SignInFlow:
         return safe_next(value, script_name=request.script_name,
                          allowed_origins=self._settings.allowed_redirect_origins)
 
-    def login_url(self, request: Request, next_url: str | None = None) -> str:
-        """The sign-in endpoint, with ``next`` when given."""
+    def login_url(self, request: Request, next_url: str | None = None, scopes: tuple[str, ...] = ()) -> str:
+        """The sign-in endpoint, with ``next`` when given, and ``scope`` when ``next`` alone would ask for others."""
         url = request.script_name + self._settings.login_path
-        return url + "?" + urlencode({"next": next_url}) if next_url else url
+        query = {"next": next_url} if next_url else {}
+        if scopes and set(scopes) != set(self._scopes_for_next(request, next_url or "")):
+            query["scope"] = " ".join(scopes)
+        return url + "?" + urlencode(query) if query else url
+
+    def _scopes_for_next(self, request: Request, next_url: str) -> tuple[str, ...]:
+        """What a sign-in for ``next`` asks by default: the read scopes of its prefix, else ``login_scopes``."""
+        app_path = next_url[len(request.script_name):] if next_url.startswith("/") else ""
+        match = self._router.match(app_path.split("?", 1)[0]) if app_path else None
+        return match[1].read if match and isinstance(match[1], Protect) else self._settings.login_scopes
+
+    def returning_page(self, request: Request) -> str:
+        """Where to come back after a sign-in for this request: the same-origin page that made it
+        (its ``Referer``: the page of a form or of a script), else this URL."""
+        referer = request.referer or ""
+        parts = urlsplit(referer)
+        if referer and f"{parts.scheme}://{parts.netloc}".lower() == request.host_url.lower() and parts.path:
+            return self.safe_next(request, parts.path + (f"?{parts.query}" if parts.query else ""))
+        return self.safe_next(request, request.path_qs)  # a raw path can look like //host or /\\host
 
     # -- starting a sign-in ---------------------------------------------------
 
     def start(self, request: Request) -> Response:
-        """The sign-in endpoint: ``?next=/page`` (and ``login_hint``, ``domain_hint``)."""
+        """The sign-in endpoint: ``?next=/page`` (and ``login_hint``, ``domain_hint``).
+
+        ``scope`` (space-separated) asks for other configured scopes than ``next``'s prefix reads:
+        the ``login_url`` a 401 gives an API caller carries it. Unconfigured scopes are ignored.
+        """
         next_url = self.safe_next(request, _single(request.GET, "next"))
-        hints = {name: _single(request.GET, name, 256) for name in ("login_hint", "domain_hint")}
-        app_path = next_url[len(request.script_name):] if next_url.startswith("/") else ""
-        match = self._router.match(app_path.split("?", 1)[0]) if app_path else None
-        scopes = match[1].read if match and isinstance(match[1], Protect) else self._settings.login_scopes
-        return self._redirect_to_provider(self.view(request), scopes, next_url, **hints)
+        asked = tuple(dict.fromkeys((_single(request.GET, "scope") or "").split()))
+        if asked and set(asked) <= self._known_scopes:
+            scopes = asked
+        else:
+            scopes = self._scopes_for_next(request, next_url)
+        return self._redirect_to_provider(self.view(request), scopes, next_url,
+                                          login_hint=_single(request.GET, "login_hint", 256),
+                                          domain_hint=_single(request.GET, "domain_hint", 256))
 
     def challenge(self, request: Request, scopes: tuple[str, ...], reason: str,
                   claims_challenge: str | None = None) -> Response:
-        """Interaction is required: a browser is sent to sign in, an API or XHR caller gets 401."""
+        """Interaction is required: a browser is sent to sign in, an API or XHR caller gets 401.
+
+        A browser's form POST goes along with the sign-in, to be re-submitted after it; one
+        that cannot be kept gets a page saying to sign in and do it again.
+        """
         here = self.safe_next(request, request.path_qs)  # a raw path can look like //host or /\\host
         redirect = wants_redirect(request.environ)
         self._events(INTERACTION_REQUIRED, reason=reason, path=request.path_info[:200], redirect=redirect)
         if not redirect:
             return json_error(401, "interaction_required", "Sign-in required: " + reason,
-                              login_url=self.login_url(request))
-        return self._redirect_to_provider(self.view(request), scopes, here, claims_challenge=claims_challenge)
+                              login_url=self.login_url(request, self.returning_page(request), scopes))
+        form = None
+        if request.method == "POST":
+            # Re-submissions are taken where they are posted: under a protected prefix.
+            protected = self._router.match(request.path_info or "/") is not None
+            form, why = self._replay.keep(request) if protected else (None, "this page is not protected")
+            if form is None:
+                return self._replay.lost(why, self.login_url(request, self.returning_page(request), scopes))
+        return self._redirect_to_provider(self.view(request), scopes, here, claims_challenge=claims_challenge,
+                                          form=form)
 
     def _redirect_to_provider(self, view: SessionView, scopes: tuple[str, ...], next_url: str, *,
                               claims_challenge: str | None = None, login_hint: str | None = None,
-                              domain_hint: str | None = None) -> Response:
+                              domain_hint: str | None = None, form: dict[str, Any] | None = None) -> Response:
         flow = self._client.begin_sign_in(scopes, login_hint=login_hint, domain_hint=domain_hint,
                                           claims_challenge=claims_challenge)
         pending = {"flow": flow, "next": next_url, "scopes": list(scopes), "t": time.time()}
+        if form is not None:
+            pending["form"] = form
         view.add_flow(flow["state"], pending, limit=self._settings.max_pending_sign_ins,
                       ttl=self._settings.sign_in_timeout)
         self._events(SIGN_IN_STARTED, scopes=scopes, claims_challenge=claims_challenge is not None,
@@ -210,8 +269,12 @@ class SignInFlow:
                                next_url=next_url) from None
         except ResponseRejected as exc:
             raise SignInFailed(SignInFailure(exc.rule), exc.detail, next_url=next_url) from None
-        view.sign_in(redemption, state, pending["next"])
-        self._events(SIGN_IN_COMPLETED, user=redemption.user.username)
+        same_account = view.sign_in(redemption, state, pending["next"])
+        self._events(SIGN_IN_COMPLETED, user=redemption.user.username, same_account=same_account,
+                     scopes=tuple(pending.get("scopes", ())))
+        form = pending.get("form")
+        if isinstance(form, dict):
+            return self._replay.issue(view, form)
         return HTTPFound(location=pending["next"])
 
     def _response_parameters(self, request: Request) -> dict[str, str]:
@@ -271,7 +334,7 @@ class SignInFlow:
         except ProviderUnavailable as exc:
             log.warning("provider sign-out skipped: %s", exc)
         if end_session:
-            target = self._settings.post_logout_redirect_uri or _origin(self._settings.redirect_uri) + "/"
+            target = self._settings.post_logout_redirect_uri or origin_of(self._settings.redirect_uri) + "/"
             query = urlencode({"post_logout_redirect_uri": target, "client_id": self._settings.client_id})
             return HTTPFound(location=end_session + ("&" if "?" in end_session else "?") + query)
         return HTTPFound(location=self.safe_next(request, _single(request.GET, "next")))
@@ -282,8 +345,3 @@ def _single(params: Any, name: str, limit: int = 4096) -> str | None:
     if len(values) != 1 or not isinstance(values[0], str) or len(values[0]) > limit:
         return None
     return values[0]
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"

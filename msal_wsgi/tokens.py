@@ -6,6 +6,14 @@ token comes from msal (the cache, or a refresh) under the session's lock, after
 re-reading the session from the store: parallel requests of one user refresh
 once, and none writes back a cache whose refresh token another request has
 already rotated. A new cache is saved at once.
+
+The user may hold several grants (one per sign-in that consented to more scopes,
+each with its own refresh token, see :mod:`msal_wsgi._session`). A token for
+scopes S comes from the newest grant known to cover S; when none does, from the
+newest grant, whose refresh token may still serve S (Entra ID's serve every
+resource consented to); if that refresh token is refused (a stock provider answers
+``invalid_scope``), the user must consent to S: one failed token request, then a
+sign-in that adds a grant covering S.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import time
 from collections.abc import Iterable
 
 from ._msal import IdentityClient, still_fresh
-from ._session import SessionView, StoredUser, scope_key
+from ._session import Grant, SessionView, StoredUser, scope_key
 from .errors import InteractionRequired
 from .events import TOKEN_CACHE_HIT, TOKEN_ON_BEHALF_OF, TOKEN_REFRESHED, Events
 from .identity import AccessToken
@@ -49,7 +57,7 @@ class TokenSource:
             if token is not None:
                 self._events(TOKEN_CACHE_HIT, scopes=scopes)
                 return token
-        with self._lock(view.session_id or f"unkeyed:{id(view)}"):
+        with self._lock(view.lock_key):
             view.reload()
             current = view.user()
             if current is None or current.account_id != user.account_id:
@@ -58,17 +66,37 @@ class TokenSource:
                 token = current.cached_token(key, time.time())
                 if token is not None:
                     return token  # another request refreshed it while this one waited
-            cache = view.token_cache()
-            if cache is None:
-                raise InteractionRequired("the session holds no token cache")
-            token, new_cache = self._client.acquire_silent(
-                cache, current.account_id, scopes, subject=current.user.claims.get("sub"),
-                claims_challenge=claims_challenge)
-            view.store_token(current, token, new_cache)
-            view.flush()
+            grants = view.grants(current)
+            if not grants:
+                raise InteractionRequired("the session holds no token cache", scopes=scopes)
+            token, new_cache = self._from_grants(view, current, grants, scopes, claims_challenge)
         if new_cache is not None:
             self._events(TOKEN_REFRESHED, user=current.user.username, scopes=scopes)
         return token
+
+    def _from_grants(self, view: SessionView, user: StoredUser, grants: list[Grant], scopes: tuple[str, ...],
+                     claims_challenge: str | None) -> tuple[AccessToken, str | None]:
+        """Try the grants covering ``scopes`` (newest first), then the newest; save what the first to serve gave."""
+        order = [n for n, grant in enumerate(grants) if grant.covers(scopes)]
+        if 0 not in order:
+            order.append(0)
+        refused: InteractionRequired | None = None
+        for number in order:
+            try:
+                token, new_cache = self._client.acquire_silent(
+                    grants[number].cache, user.account_id, scopes, subject=user.user.claims.get("sub"),
+                    claims_challenge=claims_challenge)
+            except InteractionRequired as exc:
+                if exc.claims_challenge is not None:
+                    raise
+                refused = exc
+                continue
+            served = () if grants[number].covers(scopes) else scopes
+            view.store_token(user, token, new_cache, grant=number, served=served)
+            view.flush()
+            return token, new_cache
+        assert refused is not None
+        raise InteractionRequired(refused.reason, scopes=scopes)
 
 
 class Acquirer:

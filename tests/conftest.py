@@ -1,5 +1,5 @@
-"""Shared fixtures: one real OpenID Connect provider for the whole test session, one behind a fault
-injector, and a misbehaving provider of our own (support.misbehaving) beside them."""
+"""Shared fixtures: real OpenID Connect providers for the whole test session (Entra-like and stock
+consent), one behind a fault injector, and a misbehaving provider of our own (support.misbehaving)."""
 
 from __future__ import annotations
 
@@ -20,9 +20,38 @@ def devprovider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevProvide
         yield provider
 
 
+# -- both provider modes (issue 10) ------------------------------------------------
+#: ``pytestmark = pytest.mark.both_provider_modes`` in a module runs its tests that take
+#: ``provider`` against the Entra-like and the stock provider; ``@pytest.mark.entra_only``
+#: keeps a test of Entra-like behaviour (one refresh token for every resource) to that mode.
+PROVIDER_MODES = ("entra", "stock")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "both_provider_modes: run against the Entra-like and the stock provider")
+    config.addinivalue_line("markers", "entra_only: relies on Entra-like consent; not run in stock mode")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "provider" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_provider_modes"):
+        modes = ("entra",) if metafunc.definition.get_closest_marker("entra_only") else PROVIDER_MODES
+        metafunc.parametrize("provider", modes, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def stock_devprovider(devprovider: DevProvider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevProvider]:
+    """The same provider with oidc-provider's stock consent and refresh-token rules (``mode="stock"``),
+    on the Entra-like one's TLS certificate, which REQUESTS_CA_BUNDLE already trusts."""
+    with DevProvider().start(tmp_path_factory.mktemp("devprovider-stock"), mode="stock", tls_of=devprovider) as provider:
+        yield provider
+# -- end of both provider modes -------------------------------------------------------
+
+
 @pytest.fixture
-def provider(devprovider: DevProvider) -> DevProvider:
-    return devprovider
+def provider(request: pytest.FixtureRequest) -> DevProvider:
+    """The Entra-like provider, or the one of the mode a ``both_provider_modes`` module is run in."""
+    mode = getattr(request, "param", "entra")
+    return request.getfixturevalue("stock_devprovider" if mode == "stock" else "devprovider")
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,8 @@
 """The sample app in headless Chromium: sign in at the provider, add an item, reload, sign out.
 
+Against the stock provider, adding the item needs a consent to write first: the form
+goes to the provider's consent page and comes back saved exactly once (issue 10).
+
 The app is served by gunicorn at http://localhost:PORT and the provider at
 https://127.0.0.1:PORT: two sites, as in production, so Chromium sends the
 provider's form_post answer without the app's SameSite=Lax session cookie and
@@ -37,21 +40,30 @@ def run_browser(base_url: str, artifacts: Path, login: str) -> dict:
     return report
 
 
-@pytest.mark.parametrize("response_mode", ["form_post", "query"])
-def test_sign_in_add_an_item_reload_and_sign_out_in_chromium(provider, tmp_path, response_mode):
+@pytest.mark.parametrize(("mode", "response_mode"), [("entra", "form_post"), ("entra", "query"),
+                                                      ("stock", "form_post"), ("stock", "query")])
+def test_sign_in_add_an_item_reload_and_sign_out_in_chromium(request, tmp_path, mode, response_mode):
+    provider = request.getfixturevalue("stock_devprovider" if mode == "stock" else "devprovider")
     with sample_server(provider, tmp_path, host="localhost", MSAL_RESPONSE_MODE=response_mode) as web:
-        report = run_browser(web.url, ARTIFACTS / response_mode, login=f"chromium-{response_mode}")
+        report = run_browser(web.url, ARTIFACTS / f"{mode}-{response_mode}", login=f"chromium-{mode}-{response_mode}")
 
-    assert report["user"] == f"Signed in as chromium-{response_mode}"
-    assert report["items"] == ["Try msal_wsgi in a real browser"]
+    item = ["Try msal_wsgi in a real browser"]
+    assert report["user"] == f"Signed in as chromium-{mode}-{response_mode}"
+    assert report["items_after_add"] == report["items"] == report["items_after_back"] == item  # saved once
     assert report["signed_out_redirect"].startswith(provider.issuer + "/interaction/")
-    assert [step["name"] for step in report["steps"]] == STEPS
+    stock = mode == "stock"
+    steps = STEPS[:4] + ["provider-consent-to-write"] * stock + STEPS[4:]
+    assert [step["name"] for step in report["steps"]] == steps
     for step in report["steps"]:
         assert Path(step["screenshot"]).stat().st_size > 1000, step
+    # The user's POST; with a consent to write, msal_wsgi's one re-submission after it.
+    assert report["consented_to_write"] is stock
+    assert report["form_posts"] == ["form", "resubmission"] if stock else ["form"]
 
+    sign_ins = 2 if stock else 1
     callbacks = [(c["method"], c["repost"], c["cookie"]) for c in report["callbacks"]]
     if response_mode == "form_post":
         # (method, the same-site re-post?, carried the session cookie?)
-        assert callbacks == [("POST", False, False), ("POST", True, True)]
+        assert callbacks == [("POST", False, False), ("POST", True, True)] * sign_ins
     else:
-        assert callbacks == [("GET", False, True)]  # a top-level cross-site GET carries Lax cookies
+        assert callbacks == [("GET", False, True)] * sign_ins  # a top-level cross-site GET carries Lax cookies

@@ -43,7 +43,7 @@ def test_a_session_tells_its_story(provider, caplog):
                           "sign_out", "interaction_required"]
     events = dict(hook.events[1:3] + hook.events[5:8])
     assert events["sign_in.started"] == {"scopes": (TODO_READ,), "claims_challenge": False, "next": "/todos"}
-    assert events["sign_in.completed"] == {"user": "alice"}
+    assert events["sign_in.completed"] == {"user": "alice", "same_account": False, "scopes": (TODO_READ,)}
     assert events["token.cache_hit"] == {"scopes": (TODO_READ,)}
     assert events["token.refreshed"] == {"user": "alice", "scopes": ("api://r2/access",)}
     assert events["sign_out"] == {"signed_in": True}

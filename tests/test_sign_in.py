@@ -22,6 +22,8 @@ from support.urls import query_of
 
 from msal_wsgi import MIDDLEWARE
 
+pytestmark = pytest.mark.both_provider_modes  # Entra-like and stock provider (issue 10)
+
 
 def test_full_sign_in_hands_token_and_user_to_the_app(provider):
     app = make_testapp(provider)
@@ -35,6 +37,7 @@ def test_full_sign_in_hands_token_and_user_to_the_app(provider):
     assert body["token"]["scopes"] == [TODO_READ]
 
 
+@pytest.mark.entra_only  # one refresh token for every scope; stock: test_incremental_consent.py
 def test_unsafe_method_gets_the_read_write_token(provider):
     app = make_testapp(provider)
     sign_in(app, provider)
@@ -71,7 +74,7 @@ def test_api_call_gets_401_json_and_creates_no_flow(headers):
     app = make_testapp(OFFLINE_ISSUER)  # the answer needs no provider
     answer = app.get("/todos", headers=headers, status=401)
     assert answer.json == {"error": "interaction_required", "error_description": "Sign-in required: not signed in",
-                           "login_url": "/auth/login"}
+                           "login_url": "/auth/login?next=%2Ftodos"}
     assert answer.headers["WWW-Authenticate"].startswith('Session realm="msal_wsgi"')
     assert "sid" not in app.cookies  # no session was written: no pending flow
 

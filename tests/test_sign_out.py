@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from support.apps import JSON, browser_of, make_testapp, sign_in
 from support.urls import query_of
+
+pytestmark = pytest.mark.both_provider_modes  # Entra-like and stock provider (issue 10)
 
 
 def test_sign_out_clears_the_session_and_ends_the_provider_session(provider):

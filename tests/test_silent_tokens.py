@@ -39,6 +39,8 @@ def msal_entry(app, token: str) -> dict:
     """msal's own cache entry for ``token``, as stored in the session."""
     return next(at for at in msal_cache(session_of(app))["AccessToken"].values() if at["secret"] == token)
 
+pytestmark = pytest.mark.both_provider_modes  # Entra-like and stock provider (issue 10)
+
 
 def test_silent_hit_makes_no_provider_request(provider):
     app = make_testapp(provider)
@@ -119,6 +121,7 @@ def test_revoked_refresh_token_leads_back_to_sign_in(provider):
     assert api.json["error"] == "interaction_required"
 
 
+@pytest.mark.entra_only  # one refresh token for every scope; stock: test_incremental_consent.py
 def test_token_for_other_scopes_on_demand(provider):
     app = make_testapp(provider)
     sign_in(app, provider)

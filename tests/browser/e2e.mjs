@@ -2,6 +2,12 @@
 //
 //   node e2e.mjs BASE_URL ARTIFACTS_DIR [LOGIN]
 //
+// Adding the item needs the write scope. When the provider's first refresh token
+// does not cover it (a stock provider), submitting the form leads to its consent
+// page; after consenting the browser lands on the list with the item saved once
+// (msal_wsgi kept the form and re-submits it). The back button and a reload
+// must not add it again.
+//
 // BASE_URL is the sample app (e.g. http://localhost:5000); the identity provider
 // it redirects to may have any TLS certificate (the test CA is not trusted).
 // Prints one JSON object on stdout: {ok, steps, callbacks, items, error?}; each
@@ -26,7 +32,7 @@ const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-ru
 
 mkdirSync(artifacts, { recursive: true });
 const profile = mkdtempSync(join(tmpdir(), 'msal-wsgi-chromium-'));
-const result = { ok: false, steps: [], callbacks: [], items: [] };
+const result = { ok: false, steps: [], callbacks: [], items: [], form_posts: [] };
 let context;
 let page;
 
@@ -40,6 +46,15 @@ function watchCallbacks() {
     result.callbacks.push(entry);
     const headers = await request.allHeaders();  // includes the Cookie header the network stack added
     entry.cookie = /(^|;\s*)msal_wsgi_sample=/.test(headers.cookie || '');
+  });
+}
+
+// Every POST to the to-do list: the user's own (description=...) or msal_wsgi's re-submission.
+function watchFormPosts() {
+  context.on('request', (request) => {
+    const url = new URL(request.url());
+    if (request.method() !== 'POST' || url.origin !== new URL(base).origin || url.pathname !== '/todos') return;
+    result.form_posts.push((request.postData() || '').includes('msal_wsgi_replay=') ? 'resubmission' : 'form');
   });
 }
 
@@ -63,6 +78,7 @@ try {
   });
   context.setDefaultTimeout(STEP_TIMEOUT);
   watchCallbacks();
+  watchFormPosts();
   page = context.pages()[0] || await context.newPage();
 
   await page.goto(`${base}/`);
@@ -85,14 +101,30 @@ try {
   await step('signed-in');
 
   await page.fill('input[name="description"]', ITEM);
-  await Promise.all([page.waitForURL(`${base}/todos`), page.click('form[method="post"] button[type="submit"]')]);
-  await page.waitForSelector(`#todos li:has-text("${ITEM}")`);
+  await page.click('form[method="post"] button[type="submit"]');
+  const added = page.waitForSelector(`#todos li:has-text("${ITEM}")`).then(() => false);
+  const consent = page.waitForSelector('form input[name="prompt"][value="consent"]', { state: 'attached' })
+    .then(() => true);
+  added.catch(() => {});
+  consent.catch(() => {});
+  result.consented_to_write = await Promise.race([added, consent]);
+  if (result.consented_to_write) {
+    await step('provider-consent-to-write');
+    await page.click('button[type="submit"]');
+    await page.waitForSelector(`#todos li:has-text("${ITEM}")`);
+  }
   await step('item-added');
+  result.items_after_add = await items();
 
   await page.reload();
   await page.waitForSelector('#user');
   result.items = await items();
   await step('reloaded');
+
+  await page.goBack().catch(() => {});  // to the page before the list: a re-submission page, a POST result
+  await page.goto(`${base}/todos`);
+  await page.waitForSelector('#user');
+  result.items_after_back = await items();
 
   await page.click('#sign-out');
   await page.waitForSelector('#op\\.logoutForm', { state: 'attached' });

@@ -69,6 +69,8 @@ def settings_for(provider: DevProvider | str, client_id: str = "todo-web", **ove
         "redirect_uri": REDIRECT_URI,
         "protect": {"/todos": Protect(read=[TODO_READ], write=[TODO_WRITE]), "/profile": Protect()},
     }
+    if not isinstance(provider, str) and provider.mode == "stock":
+        options["prompt"] = "consent"  # its refresh tokens need offline_access, granted only with prompt=consent
     options.update(overrides)
     return options
 

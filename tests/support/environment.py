@@ -40,6 +40,7 @@ def sample_env(provider: DevProvider, public_url: str, data_dir: Path, *, client
     Its protected paths are the sample's own default. ``more`` adds or overrides
     variables, e.g. ``SAMPLE_SESSION_URL=redis.url``.
     """
+    stock = {"MSAL_PROMPT": "consent"} if provider.mode == "stock" else {}  # its refresh tokens need it
     return msal_env(provider.issuer, client_id, redirect_uri=public_url + "/auth/callback", protect=None,
                     REQUESTS_CA_BUNDLE=str(provider.ca_path), SAMPLE_BIND=f"127.0.0.1:{urlsplit(public_url).port}",
-                    SAMPLE_DATA_DIR=str(data_dir), **more)
+                    SAMPLE_DATA_DIR=str(data_dir), **{**stock, **more})

@@ -13,7 +13,15 @@ from typing import Any
 
 from beaker.session import Session
 
-from msal_wsgi._environ import ALL_SESSION_KEYS, SESSION_CACHE, SESSION_DONE, SESSION_FLOWS, SESSION_USER
+from msal_wsgi._environ import (
+    ALL_SESSION_KEYS,
+    SESSION_CACHE,
+    SESSION_DONE,
+    SESSION_FLOWS,
+    SESSION_GRANTS,
+    SESSION_REPLAYS,
+    SESSION_USER,
+)
 
 __all__ = [
     "ALL_SESSION_KEYS",
@@ -21,6 +29,8 @@ __all__ = [
     "SESSION_CACHE",
     "SESSION_DONE",
     "SESSION_FLOWS",
+    "SESSION_GRANTS",
+    "SESSION_REPLAYS",
     "SESSION_USER",
     "beaker_options",
     "cache_secrets",
