@@ -12,8 +12,9 @@ import time
 
 import pytest
 import webtest
-from support.apps import make_testapp, return_to_app, session_of
+from support.apps import make_testapp, return_to_app
 from support.consent import SAME_ORIGIN, FormBrowser, is_resubmission
+from support.sessions import session_of
 from webob import Request, Response
 from webob.dec import wsgify
 

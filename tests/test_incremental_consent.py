@@ -14,8 +14,9 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from support.apps import TODO_READ, TODO_WRITE, make_testapp, session_of
+from support.apps import TODO_READ, TODO_WRITE, make_testapp
 from support.consent import FormBrowser
+from support.sessions import session_of
 from webob import Request, Response
 from webob.dec import wsgify
 from webob.exc import HTTPSeeOther

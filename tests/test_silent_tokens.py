@@ -135,6 +135,7 @@ def test_token_for_other_scopes_on_demand(provider):
     assert provider.requests_since(mark) == []
 
 
+@pytest.mark.entra_only  # other resources silently: stock needs a consent each (test_incremental_consent.py)
 def test_token_for_other_scopes_is_never_served(provider):
     app = make_testapp(provider)
     read = sign_in(app, provider).json["token"]["value"]
