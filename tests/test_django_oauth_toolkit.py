@@ -45,17 +45,22 @@ def test_sign_in_list_add_an_item_and_sign_out_against_dot(dot, tmp_path):
     port = free_port()
     app = f"http://127.0.0.1:{port}"
     dot.add_client(CLIENT_ID, SECRET, redirect_uri=app + "/auth/callback", post_logout_redirect_uri=app + "/")
+    # The sample's to-do API, its own service, as registered at DOT: the audience and the scopes of its tokens.
+    api = GunicornServer("todo_api:app", tmp_path / "api", workers=2, config=SAMPLE_CONFIG, env={
+        "MSAL_CLIENT_ID": DOT_AUDIENCE, "MSAL_OIDC_AUTHORITY": dot.issuer, "MSAL_API_AUDIENCE": DOT_AUDIENCE,
+        "TODOLIST_READ": DOT_READ, "TODOLIST_READWRITE": DOT_WRITE, "REQUESTS_CA_BUNDLE": str(dot.ca_path),
+        "SAMPLE_DATA_DIR": str(tmp_path / "api-data")})
     env = {
         "MSAL_CLIENT_ID": CLIENT_ID, "MSAL_CLIENT_SECRET": SECRET, "MSAL_OIDC_AUTHORITY": dot.issuer,
         "MSAL_REDIRECT_URI": app + "/auth/callback", "MSAL_POST_LOGOUT_REDIRECT_URI": app + "/",
         "MSAL_RESPONSE_MODE": "query",  # DOT answers in the query whatever response_mode asks
         "REQUESTS_CA_BUNDLE": str(dot.ca_path), "SAMPLE_BIND": f"127.0.0.1:{port}",
         "SAMPLE_DATA_DIR": str(tmp_path / "data"),
-        # The sample's to-do API, as configured for this provider: its scopes and its audience.
-        "TODOLIST_READ": DOT_READ, "TODOLIST_READWRITE": DOT_WRITE, "TODOLIST_AUDIENCE": DOT_AUDIENCE,
+        # The scopes the web app asks for the API, and where the API is.
+        "TODOLIST_READ": DOT_READ, "TODOLIST_READWRITE": DOT_WRITE, "TODOLIST_ENDPOINT": f"{api.url}/api/todolist",
     }
-    with GunicornServer("sample_app:app", tmp_path / "web", env=env, port=port, workers=2,
-                        config=SAMPLE_CONFIG) as web:
+    with api, GunicornServer("sample_app:app", tmp_path / "web", env=env, port=port, workers=2,
+                             config=SAMPLE_CONFIG) as web:
         browser = requests.Session()
         browser.headers["Accept"] = "text/html"
         at_dot = dot.browser()  # the browser's cookies at DOT: signed in there after the first login
