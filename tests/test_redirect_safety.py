@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from support.apps import complete_sign_in, make_testapp, sign_in
 from support.urls import stays_home
 
-from msal_wsgi.redirects import safe_next
+from msal_wsgi.redirects import origin_of, safe_next
 
 ALLOWED = "https://partner.example"
 
@@ -103,6 +103,15 @@ def test_a_next_longer_than_2048_characters_goes_home(length, kept):  # the boun
 def test_mounted_app_only_redirects_under_its_mount_point(value, expected):
     value = "".join(list(value))  # a copy: a value from the query string is never the object SCRIPT_NAME is
     assert safe_next(value, script_name="/app", allowed_origins=(ALLOWED,)) == expected
+
+
+@pytest.mark.parametrize(("url", "origin"), [
+    ("https://app.example/auth/callback", "https://app.example"),
+    ("https://app.example:8443/auth/callback?x=1#top", "https://app.example:8443"),
+    ("http://localhost:8080", "http://localhost:8080"),
+], ids=repr)
+def test_the_origin_of_a_url_is_its_scheme_host_and_port(url, origin):
+    assert origin_of(url) == origin
 
 
 def test_the_options_are_keyword_only():
