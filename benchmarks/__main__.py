@@ -63,6 +63,11 @@ def run_web(dev: DevProvider, store: str, data_dir: str, *, load: bool) -> bool:
         consented = [consented_user(stock, f"stock{n}", n) for n in (1, 5, 20)]
         print(hot_path.scaling(stock, consented, store, data_dir, kinds=("session_only", "msal_wsgi")))
 
+    from . import validation
+
+    print("\n== What id_token validation adds to a sign-in's callback ==")
+    print(validation.table(dev, users[0]))
+
     writes = hot_path.accessed_time_writes(dev, users[0])
     print(f"\nWith Beaker's default save_accessed_time=True the same 200 msal_wsgi requests cause "
           f"{writes} session writes (Beaker rewrites the data loaded at the start of each request).")
