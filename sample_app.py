@@ -5,7 +5,7 @@ with ``gunicorn -c gunicorn.conf.py sample_app:app`` and your own MSAL_* setting
 (``SAMPLE_SESSION_URL=redis://host:port/db`` keeps the sessions in Redis instead of
 files, for several servers behind a load balancer):
 
-* ``/``           public home page with sign-in and sign-out links;
+* ``/``           public home page; every page's nav says who is signed in (Sign out) or offers Sign in;
 * ``/todos``      protected: the user's to-do items, read from the to-do list API with
                   a ``TODOLIST_READ`` token; the form posts with a ``TODOLIST_READWRITE`` token.
 
@@ -33,7 +33,7 @@ from webob import Request, Response
 from webob.dec import wsgify
 from webob.exc import HTTPNotFound, HTTPSeeOther
 
-from msal_wsgi import MIDDLEWARE, TOKEN, USER, MsalMiddleware, Protect, Settings, claims_challenge
+from msal_wsgi import CURRENT_USER, MIDDLEWARE, TOKEN, USER, MsalMiddleware, Protect, Settings, claims_challenge
 
 TODOLIST_READ = os.environ.get("TODOLIST_READ", "api://todo/ToDoList.Read")
 TODOLIST_READWRITE = os.environ.get("TODOLIST_READWRITE", "api://todo/ToDoList.ReadWrite")
@@ -44,17 +44,32 @@ _KEY = re.compile(r"^[A-Za-z0-9_\-]{16,64}$")
 
 log = logging.getLogger("sample_app")
 
-_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem}}
-nav a{{margin-right:1rem}}</style></head><body>
-<nav><a href="{root}/">Home</a><a href="{root}/todos">To-do list</a>
-<a href="{root}/auth/login?next={root}/todos" id="sign-in">Sign in</a>
-<a href="{root}/auth/logout" id="sign-out">Sign out</a></nav>
-<h1>{title}</h1>{body}</body></html>"""
+STYLESHEET = Path(__file__).resolve().parent / "static" / "sample.css"
+#: Every answer of the sample: its own stylesheet only, no script, no framing (clickjacking of the add form).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title} · msal_wsgi sample</title>
+<link rel="stylesheet" href="{root}/static/sample.css"></head><body>
+<header><nav><a href="{root}/">Home</a><a href="{root}/todos">To-do list</a>{who}</nav></header>
+<main><h1>{title}</h1>{body}</main></body></html>"""
 
 
 def page(request: Request, title: str, body: str, status: int = 200, retry_after: int | None = None) -> Response:
-    html = _PAGE.format(title=escape(title), body=body, root=escape(request.script_name))
+    """A page of the sample: the nav says who is signed in, with Sign out, or offers Sign in."""
+    root = escape(request.script_name)
+    user = request.environ[CURRENT_USER]()
+    if user is None:
+        who = f'<span class="who"><a href="{root}/auth/login?next={root}/todos" id="sign-in">Sign in</a></span>'
+    else:
+        who = (f'<span class="who"><span id="signed-in-as">{escape(user.name)}</span>'
+               f'<a href="{root}/auth/logout" id="sign-out">Sign out</a></span>')
+    html = _PAGE.format(title=escape(title), body=body, root=root, who=who)
     response = Response(html, status=status, content_type="text/html", charset="utf-8")
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)
@@ -63,10 +78,25 @@ def page(request: Request, title: str, body: str, status: int = 200, retry_after
 
 def add_form(description: str = "", button: str = "Add") -> str:
     """The add form, with a new idempotency key: the API adds one item per key, however often it is sent."""
-    return (f'<form method="post"><input name="description" required maxlength="200" '
-            f'aria-label="New item" value="{escape(description)}">'
-            f'<input type="hidden" name="idempotency_key" value="{secrets.token_urlsafe(16)}"> '
+    return (f'<form method="post" class="add"><label for="description">New item</label>'
+            f'<input type="text" id="description" name="description" required maxlength="200" '
+            f'value="{escape(description)}">'
+            f'<input type="hidden" name="idempotency_key" value="{secrets.token_urlsafe(16)}">'
             f'<button type="submit">{escape(button)}</button></form>')
+
+
+def secure_headers(app: Any) -> Any:
+    """``app`` with :data:`SECURITY_HEADERS` on every answer that does not set them itself (msal_wsgi's pages do)."""
+
+    def with_headers(environ: dict[str, Any], start_response: Any) -> Any:
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            present = {name.lower() for name, _ in headers}
+            headers = headers + [(n, v) for n, v in SECURITY_HEADERS.items() if n.lower() not in present]
+            return start_response(status, headers, exc_info)
+
+        return app(environ, start)
+
+    return with_headers
 
 
 class TodoApi:
@@ -98,7 +128,10 @@ def make_web_app(api: TodoApi) -> Any:
     @wsgify
     def web_app(request: Request) -> Response:
         if request.path_info == "/":
-            return page(request, "msal_wsgi sample", "<p>Sign in to see your to-do list.</p>")
+            return home(request)
+        if request.path_info == "/static/sample.css":
+            return Response(STYLESHEET.read_bytes(), content_type="text/css", charset="utf-8",
+                            cache_control="public, max-age=3600")
         if request.path_info == "/todos" and request.method == "GET":
             return show_todos(request, api)
         if request.path_info == "/todos" and request.method == "POST":
@@ -106,6 +139,18 @@ def make_web_app(api: TodoApi) -> Any:
         raise HTTPNotFound()
 
     return web_app
+
+
+def home(request: Request) -> Response:
+    user = request.environ[CURRENT_USER]()
+    root = escape(request.script_name)
+    if user is None:
+        body = (f'<p>A to-do list kept by a web API that only you can read and write.</p>'
+                f'<p><a class="button" href="{root}/auth/login?next={root}/todos">Sign in to see your to-do list</a></p>')
+    else:
+        body = (f'<p>Welcome back, <b>{escape(user.name)}</b>.</p>'
+                f'<p><a class="button" href="{root}/todos">Open your to-do list</a></p>')
+    return page(request, "msal_wsgi sample", body)
 
 
 def api_failed(request: Request, answer: requests.Response) -> Response:
@@ -134,7 +179,8 @@ def show_todos(request: Request, api: TodoApi) -> Response:
     if answer.status_code != 200:
         return api_failed(request, answer)
     items = "".join(f"<li>{escape(item['description'])}</li>" for item in answer.json())
-    body = f'<p id="user">Signed in as <b>{escape(user.name)}</b></p><ul id="todos">{items}</ul>{add_form()}'
+    listed = f'<ul id="todos">{items}</ul>' if items else '<p class="empty" id="empty">Nothing to do yet: add your first item below.</p>'
+    body = f'<p id="user">Signed in as <b>{escape(user.name)}</b></p>{listed}{add_form()}'
     return page(request, "To-do list", body)
 
 
@@ -194,14 +240,14 @@ def make_app(env: dict[str, str] | None = None) -> Any:
                          "http://127.0.0.1:5001/api/todolist (./scripts/run-sample starts it there)")
     timeout = float(env.get("TODOLIST_TIMEOUT", "5"))
     protected = MsalMiddleware(make_web_app(TodoApi(endpoint, timeout)), settings)
-    return SessionMiddleware(protected, {
+    return secure_headers(SessionMiddleware(protected, {
         **store,
         "session.key": "msal_wsgi_sample",
         "session.httponly": True,
         "session.samesite": "Lax",
         "session.secure": settings.redirect_uri.startswith("https://"),
         "session.save_accessed_time": False,
-    })
+    }))
 
 
 def __getattr__(name: str) -> Any:

@@ -251,7 +251,8 @@ class MsalMiddleware:
             log.warning("request to %s refused: parameters are not UTF-8", request.path_info[:200])
             if isinstance(request.environ.get(ROUTE), ProtectApi):
                 return json_error(400, "invalid_request", "The request's parameters are not valid UTF-8.")
-            return error_page(400, "Bad request", "The request's parameters are not valid UTF-8.")
+            return error_page(400, "Bad request", "The request's parameters are not valid UTF-8.",
+                              home=request.script_name + "/")
         if isinstance(exc, SessionUnavailable):
             self._events(SESSION_UNAVAILABLE, error=str(exc))
             return self._unavailable(request, "The session store is unavailable.")
@@ -291,7 +292,7 @@ class MsalMiddleware:
         if request.script_name + request.path_info == self._callback_path:
             retry = self._sign_in.login_url(request)  # the code is single use, and secret
         return error_page(503, "Please try again shortly", message + " Nothing was lost; try again in a moment.",
-                          retry_after=RETRY_AFTER, link=(retry, "Try again"))
+                          retry_after=RETRY_AFTER, link=(retry, "Try again"), home=request.script_name + "/")
 
     def _misconfigured(self, request: Request) -> Response:
         """503 without Retry-After: sign-in stays unavailable until the administrator fixes the credential."""
@@ -299,7 +300,7 @@ class MsalMiddleware:
                    "The administrator will find the details in the log.")
         if not self._page_wanted(request):
             return json_error(503, "server_error", message)
-        return error_page(503, "Sign-in is unavailable", message)
+        return error_page(503, "Sign-in is unavailable", message, home=request.script_name + "/")
 
     def _no_session_page(self, missing: NoSession) -> Response:
         if not self._warned_no_session:

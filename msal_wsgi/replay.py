@@ -154,7 +154,7 @@ class FormReplay:
             self._events(FORM_REPLAY_REFUSED, path=path, reason="unknown")
             return error_page(400, "Please do this again", "What you entered before signing in has expired or "
                               "was meant for another page, so it was not sent. Please do it again.",
-                              link=(here, "Go back"))
+                              link=(here, "Go back"), home=request.script_name + "/")
         if "body" not in entry:  # used: a reload, the back button, a replayed callback
             self._events(FORM_REPLAY_REFUSED, path=path, reason="used")
             return HTTPSeeOther(location=here)

@@ -16,7 +16,7 @@ _PAGE = """<!doctype html>
 <style>body{{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}}
 h1{{font-size:1.4rem}}a.button{{display:inline-block;padding:.5rem 1rem;background:#0b5cad;color:#fff;
 border-radius:4px;text-decoration:none}}</style></head>
-<body><h1>{title}</h1><p>{message}</p>{link}</body></html>
+<body><h1>{title}</h1><p>{message}</p>{link}<p><a href="{home}">Back to the home page</a></p></body></html>
 """
 
 
@@ -28,12 +28,12 @@ def _no_store(response: Response) -> Response:
 
 
 def error_page(status: int, title: str, message: str, *, link: tuple[str, str] | None = None,
-               retry_after: int | None = None) -> Response:
-    """A short HTML page; ``link`` is ``(href, text)`` for the way forward."""
+               retry_after: int | None = None, home: str = "/") -> Response:
+    """A short HTML page; ``link`` is ``(href, text)`` for the way forward, ``home`` the app's root."""
     anchor = f'<p><a class="button" href="{escape(link[0])}">{escape(link[1])}</a></p>' if link else ""
-    response = Response(_PAGE.format(title=escape(title), message=escape(message), link=anchor),
+    response = Response(_PAGE.format(title=escape(title), message=escape(message), link=anchor, home=escape(home)),
                         status=status, content_type="text/html", charset="utf-8")
-    response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)
     return _no_store(response)

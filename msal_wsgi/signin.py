@@ -239,7 +239,8 @@ class SignInFlow:
     def callback(self, request: Request) -> Response:
         """The redirect URI: check the state, redeem the code, sign the user in, send them on."""
         if request.method not in ("GET", "POST"):
-            return error_page(405, "Method not allowed", "The sign-in callback accepts GET and POST.")
+            return error_page(405, "Method not allowed", "The sign-in callback accepts GET and POST.",
+                              home=request.script_name + "/")
         params = self._response_parameters(request)
         if request.method == "POST" and params.pop(REPOST_FIELD, None) != "1":
             # A form_post arrives cross-site, without the SameSite=Lax session cookie:
@@ -320,7 +321,8 @@ class SignInFlow:
         self._events(SIGN_IN_FAILED, level=failure.level, reason=failed.reason, detail=failed.detail, **failed.facts)
         return error_page(failure.status, "Sign-in did not complete",
                           failure.message.format(description=failed.description),
-                          link=(self.login_url(request, failed.next_url), "Sign in again"))
+                          link=(self.login_url(request, failed.next_url), "Sign in again"),
+                          home=request.script_name + "/")
 
     # -- sign-out -----------------------------------------------------------------
 

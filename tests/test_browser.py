@@ -8,7 +8,8 @@ https://127.0.0.1:PORT: two sites, as in production, so Chromium sends the
 provider's form_post answer without the app's SameSite=Lax session cookie and
 the app's re-post page brings it along. ``tests/browser/e2e.mjs`` drives Debian's
 Chromium with playwright-core and saves a screenshot per step in
-``artifacts/browser/<response mode>/``.
+``artifacts/browser/<mode>-<response mode>/``, and the home page and the list at
+1280 and 390 px wide (``layout-*.png``).
 """
 
 from __future__ import annotations
@@ -56,6 +57,16 @@ def test_sign_in_add_an_item_reload_and_sign_out_in_chromium(request, tmp_path, 
     assert [step["name"] for step in report["steps"]] == steps
     for step in report["steps"]:
         assert Path(step["screenshot"]).stat().st_size > 1000, step
+    # A small real app: the nav names the user, the input has a label, an empty list says so, the pages fit
+    # a phone's width (390 px) and a desktop's (1280 px), and no page may be framed.
+    assert report["nav_user"] == f"chromium-{mode}-{response_mode}"
+    assert report["labelled_input"] and report["empty_state"]
+    assert "frame-ancestors 'none'" in report["home_csp"]
+    for page, widths in report["layout"].items():
+        for width, shot in widths.items():
+            assert not shot["overflows"], (page, width)
+            assert Path(shot["screenshot"]).stat().st_size > 1000, (page, width)
+    assert sorted(report["layout"]) == ["home", "todos"]
     # The user's POST; with a consent to write, msal_wsgi's one re-submission after it.
     assert report["consented_to_write"] is stock
     assert report["form_posts"] == ["form", "resubmission"] if stock else ["form"]

@@ -32,7 +32,7 @@ const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-ru
 
 mkdirSync(artifacts, { recursive: true });
 const profile = mkdtempSync(join(tmpdir(), 'msal-wsgi-chromium-'));
-const result = { ok: false, steps: [], callbacks: [], items: [], form_posts: [] };
+const result = { ok: false, steps: [], callbacks: [], items: [], form_posts: [], layout: {} };
 let context;
 let page;
 
@@ -64,6 +64,19 @@ async function step(name) {
   result.steps.push({ name, url: page.url(), title: await page.title(), screenshot: file });
 }
 
+// The page at a desktop's and a phone's width: a screenshot each, and whether it overflows sideways.
+async function layout(name) {
+  result.layout[name] = {};
+  for (const width of [1280, 390]) {
+    await page.setViewportSize({ width, height: 800 });
+    const file = join(artifacts, `layout-${name}-${width}.png`);
+    await page.screenshot({ path: file, fullPage: true });
+    const overflows = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
+    result.layout[name][width] = { screenshot: file, overflows };
+  }
+  await page.setViewportSize({ width: 900, height: 700 });
+}
+
 async function items() {
   return page.locator('#todos li').allTextContents();
 }
@@ -81,8 +94,10 @@ try {
   watchFormPosts();
   page = context.pages()[0] || await context.newPage();
 
-  await page.goto(`${base}/`);
+  const home = await page.goto(`${base}/`);
+  result.home_csp = home.headers()['content-security-policy'] || '';
   await step('home');
+  await layout('home');
 
   await page.click('#sign-in');
   await page.waitForSelector('input[name="login"]');
@@ -98,6 +113,9 @@ try {
   await page.waitForURL(`${base}/todos`);
   await page.waitForSelector('#user');
   result.user = (await page.textContent('#user')).trim();
+  result.empty_state = await page.isVisible('#empty');
+  result.labelled_input = await page.locator('label[for="description"]').count() === 1;
+  result.nav_user = (await page.textContent('#signed-in-as')).trim();
   await step('signed-in');
 
   await page.fill('input[name="description"]', ITEM);
@@ -120,6 +138,7 @@ try {
   await page.waitForSelector('#user');
   result.items = await items();
   await step('reloaded');
+  await layout('todos');
 
   await page.goBack().catch(() => {});  // to the page before the list: a re-submission page, a POST result
   await page.goto(`${base}/todos`);
