@@ -39,6 +39,8 @@ class Router:
     def match(self, path: str) -> tuple[str, Rule] | None:
         """The ``(prefix, rule)`` protecting ``path``, or ``None`` when it is public."""
         raw = self._match(path)
+        if path.startswith("/") and "/." not in path and "//" not in path and "\\" not in path:
+            return raw  # no dot or empty segment, no backslash: normalising would change nothing that matters
         normal = self._match(_normalise(path))
         if raw is None or (normal is not None and len(normal[0]) > len(raw[0])):
             return normal
