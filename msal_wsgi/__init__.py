@@ -17,6 +17,7 @@ acquire access tokens for the web APIs your WSGI app calls, and protect web APIs
 
 from . import events
 from ._environ import ACQUIRE_TOKEN, CALLER, CURRENT_USER, MIDDLEWARE, ROUTE, TOKEN, USER
+from ._redis import redis_client
 from .authz import Require
 from .calling import BearerAuth, claims_challenge
 from .errors import (
@@ -61,4 +62,5 @@ __all__ = [
     "events",
     "filter_app_factory",
     "filter_factory",
+    "redis_client",
 ]

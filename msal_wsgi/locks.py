@@ -10,8 +10,8 @@ session store:
 * :class:`ThreadLock` (the default): threads of one process.
 * :class:`FileLock`: processes on one host (gunicorn workers with Beaker
   ``file`` sessions); ``fcntl`` locks on files in a directory.
-* :class:`RedisLock`: processes anywhere sharing a Redis server
-  (``SET NX PX`` with a random token, released by compare-and-delete).
+* :class:`RedisLock`: processes anywhere sharing a Redis server (redis-py's
+  ``Lock``: a random token, atomic release; a short lease renewed while held).
 
 The ``session_lock`` setting takes an instance, or ``"thread"``,
 ``"file:/path/to/dir"`` or ``"redis://host:port/db"``.
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import secrets
 import threading
@@ -28,10 +29,20 @@ import time
 from collections.abc import Iterator
 from typing import Any, Protocol
 
+from ._redis import redis_client
 from .errors import SessionUnavailable
 
-#: How long a request waits for another one's refresh before giving up (seconds).
-DEFAULT_WAIT = 30.0
+log = logging.getLogger("msal_wsgi")
+
+#: How long a request waits for another one's refresh before giving up with a 503 (seconds): longer
+#: than a refresh normally takes and than a dead holder's lease, shorter than gunicorn's ``timeout``
+#: (30 s) and the usual 30-60 s of load balancers and browsers.
+DEFAULT_WAIT = 10.0
+#: Seconds a Redis lock lives without renewal: how long the lock of a holder that died (a killed
+#: worker) or lost Redis keeps others waiting. Renewed every ``LEASE_RENEWALS``-th of it while held,
+#: so a live holder keeps its lock through a store pause of up to seven eighths of it.
+DEFAULT_LEASE = 8.0
+LEASE_RENEWALS = 8
 
 
 class SessionLock(Protocol):
@@ -96,51 +107,106 @@ class FileLock:
                 os.close(fd)  # closing releases the lock
 
 
-_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
-
-
 class RedisLock:
-    """Serialise requests across hosts that share a Redis server.
+    """Serialise requests across hosts that share a Redis server: redis-py's ``Lock``, renewed while held.
 
-    :param client: a ``redis.Redis`` client, or a ``redis://`` URL.
-    :param ttl: seconds after which a lock left by a crashed process frees itself;
-        keep it above the longest refresh (``http_timeout`` plus margin).
+    The lock lives ``lease`` seconds and its holder renews it as long as it works, at most ``ttl``
+    seconds in all: a holder that died (a killed worker) keeps others waiting for at most ``lease``,
+    a live one keeps its lock through a refresh however long its provider takes (``http_timeout``)
+    and through a store pause shorter than the lease. A release that fails (Redis unreachable at
+    that moment) is tried again in the background until Redis answers, so the next request is
+    served as soon as the store is back, not when the lease runs out.
+
+    :param client: a ``redis.Redis`` client, or a ``redis://`` URL (a client with bounded waits,
+        :func:`msal_wsgi.redis_client`).
+    :param ttl: the longest any holder keeps the lock, renewals included (seconds).
     :param wait: seconds to wait for the lock before answering 503.
+    :param prefix: of the lock keys; the rest is a hash of the session id.
+    :param lease: seconds the lock lives without renewal (at most ``ttl``).
     """
 
     def __init__(self, client: Any, *, ttl: float = 60.0, wait: float = DEFAULT_WAIT,
-                 prefix: str = "msal_wsgi.lock.") -> None:
-        if isinstance(client, str):
-            import redis  # optional dependency
-
-            client = redis.Redis.from_url(client)
-        self._redis = client
-        self._ttl_ms = int(ttl * 1000)
+                 prefix: str = "msal_wsgi.lock.", lease: float = DEFAULT_LEASE) -> None:
+        self._redis = redis_client(client) if isinstance(client, str) else client
+        self._ttl = ttl
+        self._lease = min(lease, ttl)
         self._wait = wait
         self._prefix = prefix
-        self._release = client.register_script(_RELEASE)
 
     @contextlib.contextmanager
     def __call__(self, session_id: str) -> Iterator[None]:
         key = self._prefix + hashlib.sha256(session_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
         token = secrets.token_hex(16)
-        deadline = time.monotonic() + self._wait
-        delay = 0.005
+        lock = self._redis.lock(key, timeout=self._lease, sleep=0.05, blocking_timeout=self._wait,
+                                thread_local=False)
         try:
-            while not self._redis.set(key, token, nx=True, px=self._ttl_ms):
-                if time.monotonic() > deadline:
-                    raise SessionUnavailable("timed out waiting for another request's token refresh")
-                time.sleep(delay)
-                delay = min(delay * 2, 0.1)
-        except SessionUnavailable:
-            raise
+            acquired = lock.acquire(token=token)
         except Exception as exc:  # noqa: BLE001 - redis.ConnectionError and friends, not importable here
             raise SessionUnavailable(f"the session lock is unavailable: {type(exc).__name__}") from None
+        if not acquired:
+            raise SessionUnavailable("timed out waiting for another request's token refresh")
+        lease = _Lease(lock, self._lease, self._ttl)
         try:
             yield
         finally:
-            with contextlib.suppress(Exception):  # an expired lock is already gone
-                self._release(keys=[key], args=[token])
+            lease.end(token)
+
+
+class _Lease:
+    """A held Redis lock: renewed by a thread of its own while held, released (or tried again) at the end."""
+
+    def __init__(self, lock: Any, lease: float, ttl: float) -> None:
+        self._lock = lock
+        self._lease = lease
+        started = time.monotonic()
+        self._renew_until = started + ttl - lease  # the last renewal keeps it to ttl at most
+        self._expires = started + lease
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if lease < ttl:
+            self._thread = threading.Thread(target=self._renew, name="msal_wsgi lock lease", daemon=True)
+            self._thread.start()
+
+    def _renew(self) -> None:
+        from redis.exceptions import LockError
+
+        every = self._lease / LEASE_RENEWALS
+        while not self._stop.wait(every) and time.monotonic() <= self._renew_until:
+            renewed = time.monotonic()
+            try:
+                self._lock.reacquire()
+                self._expires = renewed + self._lease
+            except LockError:  # not ours any more: expired, or released meanwhile
+                return
+            except Exception as exc:  # noqa: BLE001 - the store did not answer: try again at the next turn
+                log.debug("the refresh lock's lease was not renewed (%s); trying again", type(exc).__name__)
+
+    def end(self, token: str) -> None:
+        # Not waiting for the renewal thread: a renewal after the release finds the key gone, and does nothing.
+        self._stop.set()
+        if not self._release(token):
+            threading.Thread(target=self._release_later, args=(token,), name="msal_wsgi lock release",
+                             daemon=True).start()
+
+    def _release(self, token: str) -> bool:
+        """Whether the lock is released, or no longer ours (expired, taken over); False: Redis did not answer."""
+        from redis.exceptions import LockError
+
+        try:
+            self._lock.do_release(token)
+        except LockError:  # LockNotOwnedError: it expired, and may be another's now
+            return True
+        except Exception:  # noqa: BLE001 - the store did not answer
+            return False
+        return True
+
+    def _release_later(self, token: str) -> None:
+        """Try the release again until Redis answers, or until the lease has run out by itself."""
+        log.warning("the refresh lock could not be released; trying again until the store answers")
+        while time.monotonic() < self._expires:
+            time.sleep(0.25)
+            if self._release(token):
+                return
 
 
 def lock_from_setting(value: Any) -> SessionLock:
