@@ -5,7 +5,10 @@ The fast path is a lookup in the session's index of access tokens. Otherwise the
 token comes from msal (the cache, or a refresh) under the session's lock, after
 re-reading the session from the store: parallel requests of one user refresh
 once, and none writes back a cache whose refresh token another request has
-already rotated. A new cache is saved at once.
+already rotated. A new cache is saved at once; if the store fails then, the save is
+tried again for up to ``KEEP_TRYING`` seconds, still under the lock: with rotating
+refresh tokens the provider has already retired the old one, so a refreshed cache
+that is not saved signs the user out.
 
 The user may hold several grants (one per sign-in that consented to more scopes,
 each with its own refresh token, see :mod:`msal_wsgi._session`). A token for
@@ -25,10 +28,14 @@ from collections.abc import Iterable
 
 from ._msal import IdentityClient, still_fresh
 from ._session import Grant, SessionView, StoredUser, scope_key
-from .errors import InteractionRequired
+from .errors import InteractionRequired, SessionUnavailable
 from .events import TOKEN_CACHE_HIT, TOKEN_ON_BEHALF_OF, TOKEN_REFRESHED, Events
 from .identity import AccessToken
 from .locks import SessionLock
+
+#: Seconds a refreshed cache whose save failed is tried again, under the lock: a store pause of a few
+#: seconds then costs the request a wait instead of the refresh token. Below the Redis lock's lease.
+KEEP_TRYING = 6.0
 
 
 class TokenSource:
@@ -71,7 +78,7 @@ class TokenSource:
                 raise InteractionRequired("the session holds no token cache", scopes=scopes)
             token, new_cache = self._from_grants(view, current, grants, scopes, claims_challenge)
         if new_cache is not None:
-            self._events(TOKEN_REFRESHED, user=current.user.username, scopes=scopes)
+            self._events(TOKEN_REFRESHED, user=current.user.username or current.user.id, scopes=scopes)
         return token
 
     def _from_grants(self, view: SessionView, user: StoredUser, grants: list[Grant], scopes: tuple[str, ...],
@@ -93,10 +100,25 @@ class TokenSource:
                 continue
             served = () if grants[number].covers(scopes) else scopes
             view.store_token(user, token, new_cache, grant=number, served=served)
-            view.flush()
+            _keep(view, refreshed=new_cache is not None)
             return token, new_cache
         assert refused is not None
         raise InteractionRequired(refused.reason, scopes=scopes)
+
+
+def _keep(view: SessionView, *, refreshed: bool) -> None:
+    """Write the session now; a refreshed cache is written again on failure for up to KEEP_TRYING seconds."""
+    deadline = time.monotonic() + (KEEP_TRYING if refreshed else 0.0)
+    pause = 0.25
+    while True:
+        try:
+            view.flush()
+            return
+        except SessionUnavailable:
+            if time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
 
 
 class Acquirer:
