@@ -6,6 +6,9 @@ be a 500, or, when the app answers with a generator that starts the response
 lazily, an exception escaping to the server. Here the application runs until
 its response has started (WebOb's ``call_application``), and a failed save is
 answered by ``on_save_failure`` instead.
+
+Beaker is configured by :func:`msal_wsgi.beaker_sessions.beaker_config`: a failing store is a 503
+and signs no one out.
 """
 
 from __future__ import annotations
@@ -37,8 +40,9 @@ class InstalledSessions:
                  on_save_failure: Callable[[Request, Exception], Response]) -> None:
         from beaker.middleware import SessionMiddleware  # optional dependency
 
-        # Beaker reads only "session."-prefixed keys from a config dict.
-        self._beaker = SessionMiddleware(self._saving, {"session." + key: value for key, value in options.items()})
+        from .beaker_sessions import beaker_config
+
+        self._beaker = SessionMiddleware(self._saving, beaker_config(options))
         self._app = app
         self._on_save_failure = on_save_failure
 
