@@ -100,7 +100,11 @@ class FormReplay:
         body = request.body
         if media == _MULTIPART:
             request.request_body_tempfile_limit = self._max_body  # type: ignore[misc]  # parse in memory
-            if any(getattr(value, "filename", None) for value in request.POST.values()):
+            try:
+                values = list(request.POST.values())
+            except (ValueError, LookupError, DeprecationWarning):  # a bad boundary, a charset WebOb refuses
+                return None, "it is not a form that can be read"
+            if any(getattr(value, "filename", None) for value in values):
                 return None, "it holds a file"
         return {"body": base64.b64encode(body).decode("ascii"), "type": request.headers["Content-Type"],
                 "url": request.path_qs}, ""
