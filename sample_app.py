@@ -15,6 +15,11 @@ Calls to it time out after ``TODOLIST_TIMEOUT`` seconds (default 5, well under g
 API that is down or slow is a 503 page with ``Retry-After``, one that fails a 502 page, never a
 dropped connection. The add form carries an idempotency key, sent as ``Idempotency-Key``: a POST
 whose outcome was unknown (a timeout) can be sent again from the error page and adds the item once.
+A script (``fetch`` with ``Accept: application/json``) gets the list, and every failure, as JSON.
+
+Beaker is configured by :func:`msal_wsgi.beaker_sessions.beaker_config`: a session store that fails
+for a moment is a 503 page with ``Retry-After`` and signs no one out (``invalidate_corrupt = false``,
+Redis waits bounded by :func:`msal_wsgi.redis_client`), and only session ids Beaker issued are used.
 """
 
 from __future__ import annotations
@@ -26,14 +31,16 @@ import secrets
 from html import escape
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from beaker.middleware import SessionMiddleware
 from webob import Request, Response
 from webob.dec import wsgify
-from webob.exc import HTTPNotFound, HTTPSeeOther
+from webob.exc import HTTPSeeOther
 
 from msal_wsgi import CURRENT_USER, MIDDLEWARE, TOKEN, USER, MsalMiddleware, Protect, Settings, claims_challenge
+from msal_wsgi.beaker_sessions import beaker_config
 
 TODOLIST_READ = os.environ.get("TODOLIST_READ", "api://todo/ToDoList.Read")
 TODOLIST_READWRITE = os.environ.get("TODOLIST_READWRITE", "api://todo/ToDoList.ReadWrite")
@@ -60,8 +67,22 @@ _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <main><h1>{title}</h1>{body}</main></body></html>"""
 
 
+def wants_json(request: Request) -> bool:
+    """Whether a script asked (``Accept: application/json``, not HTML): it gets JSON, errors included."""
+    accept = request.headers.get("Accept", "")
+    return "json" in accept and "html" not in accept
+
+
 def page(request: Request, title: str, body: str, status: int = 200, retry_after: int | None = None) -> Response:
-    """A page of the sample: the nav says who is signed in, with Sign out, or offers Sign in."""
+    """A page of the sample: the nav says who is signed in, with Sign out, or offers Sign in.
+
+    A script gets ``{"error": title}`` instead, with the same status and ``Retry-After``.
+    """
+    if wants_json(request):
+        response = Response(json_body={"error": title}, status=status)
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(retry_after)
+        return response
     root = escape(request.script_name)
     user = request.environ[CURRENT_USER]()
     if user is None:
@@ -124,19 +145,24 @@ class ApiUnavailable(Exception):
 
 # -- the web app ---------------------------------------------------------------
 
-def make_web_app(api: TodoApi) -> Any:
+def make_web_app(api: TodoApi, origin: str) -> Any:
+    """The sample's pages; ``origin`` (of the configured redirect URI) is where its redirects point."""
+
     @wsgify
     def web_app(request: Request) -> Response:
-        if request.path_info == "/":
+        path = request.environ.get("PATH_INFO") or "/"  # as the server decoded it: path_info raises on non-UTF-8
+        if path == "/":
             return home(request)
-        if request.path_info == "/static/sample.css":
+        if path == "/static/sample.css":
             return Response(STYLESHEET.read_bytes(), content_type="text/css", charset="utf-8",
                             cache_control="public, max-age=3600")
-        if request.path_info == "/todos" and request.method == "GET":
+        if path == "/todos" and request.method in ("GET", "HEAD"):
             return show_todos(request, api)
-        if request.path_info == "/todos" and request.method == "POST":
-            return add_todo(request, api)
-        raise HTTPNotFound()
+        if path == "/todos" and request.method == "POST":
+            return add_todo(request, api, origin)
+        if path == "/todos":
+            return page(request, "Not allowed", "<p>The to-do list takes GET and POST.</p>", 405)
+        return page(request, "Not found", "<p>There is no such page.</p>", 404)
 
     return web_app
 
@@ -151,6 +177,18 @@ def home(request: Request) -> Response:
         body = (f'<p>Welcome back, <b>{escape(user.name)}</b>.</p>'
                 f'<p><a class="button" href="{root}/todos">Open your to-do list</a></p>')
     return page(request, "msal_wsgi sample", body)
+
+
+def form_fields(request: Request, *names: str) -> dict[str, str] | None:
+    """The named fields of a form POST, or ``None`` for a body that is not a UTF-8 form (WebOb raises on
+    other charsets, bad multipart boundaries and non-UTF-8 bytes)."""
+    if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        return None
+    try:
+        values = {name: request.POST.get(name, "") for name in names}
+    except (ValueError, LookupError, DeprecationWarning):  # UnicodeDecodeError is a ValueError
+        return None
+    return values if all(isinstance(value, str) for value in values.values()) else None  # no files
 
 
 def api_failed(request: Request, answer: requests.Response) -> Response:
@@ -178,17 +216,22 @@ def show_todos(request: Request, api: TodoApi) -> Response:
         return unavailable(request, exc)
     if answer.status_code != 200:
         return api_failed(request, answer)
+    if wants_json(request):
+        return Response(json_body=[{"description": item["description"]} for item in answer.json()])
     items = "".join(f"<li>{escape(item['description'])}</li>" for item in answer.json())
     listed = f'<ul id="todos">{items}</ul>' if items else '<p class="empty" id="empty">Nothing to do yet: add your first item below.</p>'
     body = f'<p id="user">Signed in as <b>{escape(user.name)}</b></p>{listed}{add_form()}'
     return page(request, "To-do list", body)
 
 
-def add_todo(request: Request, api: TodoApi) -> Response:
-    description = request.POST.get("description", "").strip()
+def add_todo(request: Request, api: TodoApi, origin: str) -> Response:
+    fields = form_fields(request, "description", "idempotency_key")
+    if fields is None:
+        return page(request, "Not added", "<p>The form could not be read: send it from the to-do list.</p>", 400)
+    description = fields["description"].strip()
     if not description or len(description) > 200:
         return page(request, "Not added", "<p>A to-do item needs 1 to 200 characters.</p>", 400)
-    key = request.POST.get("idempotency_key", "")
+    key = fields["idempotency_key"]
     if not _KEY.match(key):  # a form of another page, or a hand-made POST: this one is sent once
         key = secrets.token_urlsafe(16)
     try:
@@ -203,7 +246,8 @@ def add_todo(request: Request, api: TodoApi) -> Response:
         return unavailable(request, exc, retry)
     if answer.status_code != 201:
         return api_failed(request, answer)
-    return HTTPSeeOther(location=request.script_name + "/todos")
+    # Absolute from configuration: WebOb would complete a relative Location with the request's Host header.
+    return HTTPSeeOther(location=origin + request.script_name + "/todos")
 
 
 # -- wiring --------------------------------------------------------------------
@@ -216,11 +260,11 @@ def session_store(url: str | None) -> tuple[dict[str, str], str]:
     file locks, for the workers of one host.
     """
     if not url:
-        return {"session.type": "file", "session.data_dir": str(DATA_DIR / "sessions"),
-                "session.lock_dir": str(DATA_DIR / "locks")}, f"file:{DATA_DIR / 'refresh-locks'}"
+        return {"type": "file", "data_dir": str(DATA_DIR / "sessions"),
+                "lock_dir": str(DATA_DIR / "locks")}, f"file:{DATA_DIR / 'refresh-locks'}"
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise ValueError(f"SAMPLE_SESSION_URL={url!r}: expected redis://HOST:PORT/DB (or rediss://, unix://)")
-    return {"session.type": "ext:redis", "session.url": url}, url
+    return {"type": "ext:redis", "url": url}, url
 
 
 def make_app(env: dict[str, str] | None = None) -> Any:
@@ -239,15 +283,17 @@ def make_app(env: dict[str, str] | None = None) -> Any:
         raise ValueError("TODOLIST_ENDPOINT must be the URL of the to-do list API, for example "
                          "http://127.0.0.1:5001/api/todolist (./scripts/run-sample starts it there)")
     timeout = float(env.get("TODOLIST_TIMEOUT", "5"))
-    protected = MsalMiddleware(make_web_app(TodoApi(endpoint, timeout)), settings)
-    return secure_headers(SessionMiddleware(protected, {
+    parts = urlsplit(settings.redirect_uri)
+    web_app = make_web_app(TodoApi(endpoint, timeout), f"{parts.scheme}://{parts.netloc}")
+    # Beaker wrapped here, as most apps do: beaker_config() adds what makes a failing store a 503, not a sign-out.
+    return secure_headers(SessionMiddleware(MsalMiddleware(web_app, settings), beaker_config({
         **store,
-        "session.key": "msal_wsgi_sample",
-        "session.httponly": True,
-        "session.samesite": "Lax",
-        "session.secure": settings.redirect_uri.startswith("https://"),
-        "session.save_accessed_time": False,
-    }))
+        "key": "msal_wsgi_sample",
+        "httponly": True,
+        "samesite": "Lax",
+        "secure": settings.redirect_uri.startswith("https://"),
+        "save_accessed_time": False,  # msal_wsgi writes what it changes itself; Beaker writes only what the app does
+    })))
 
 
 def __getattr__(name: str) -> Any:

@@ -27,7 +27,7 @@ from typing import Any
 
 from webob import Request, Response
 from webob.dec import wsgify
-from webob.exc import HTTPMethodNotAllowed, HTTPNotFound
+from webob.exc import HTTPMethodNotAllowed
 
 from msal_wsgi import CALLER, MsalMiddleware, ProtectApi, Settings
 
@@ -85,10 +85,11 @@ def make_api(store: TodoStore) -> Any:
 
     @wsgify
     def api(request: Request) -> Response:
-        if request.path_info == "/health":
+        path = request.environ.get("PATH_INFO") or "/"  # as the server decoded it: path_info raises on non-UTF-8
+        if path == "/health":
             return Response(json_body={"status": "ok"})
-        if request.path_info != PATH:
-            raise HTTPNotFound()
+        if path != PATH:
+            return problem(404, "not_found", "There is nothing here; the to-do list is at " + PATH)
         caller = request.environ[CALLER]
         # An app-only caller (a daemon with an application permission) sees every user's items.
         owner = caller.id if not caller.app_only else f"app:{caller.app_id}"
