@@ -18,15 +18,22 @@ which the real provider cannot produce on demand::
 ``discovery_overrides`` changes fields of the discovery document, as another
 provider would announce them: ``{"end_session_endpoint": None}`` is a provider
 without one (``None`` drops a field, any other value replaces it).
+
+:meth:`FaultyProxy.refuse` closes the proxy's port, so connecting is refused as
+for a provider that is down, and :meth:`FaultyProxy.accept` opens it again: the
+provider behind keeps its keys, sessions and refresh tokens, as a real one
+restarted would. ``mode="stock"`` runs the stock provider behind the proxy.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import threading
 import time
 from dataclasses import dataclass
+from http.cookiejar import DefaultCookiePolicy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
@@ -66,37 +73,61 @@ class FaultyProxy:
         provider use, so that what trusts it (``REQUESTS_CA_BUNDLE``) trusts them.
     :param workdir: the files of the proxy's provider.
     :param discovery_overrides: discovery fields to replace, or to drop where the value is ``None``.
+    :param mode: the provider's mode, ``"entra"`` or ``"stock"`` (see :meth:`DevProvider.start`).
     """
 
     def __init__(self, beside: DevProvider, workdir: Path | str, *,
-                 discovery_overrides: dict[str, Any] | None = None) -> None:
+                 discovery_overrides: dict[str, Any] | None = None, mode: str = "entra") -> None:
         assert beside.server_cert_path and beside.server_key_path, "start that provider first"
         self.beside = beside
         self.workdir = Path(workdir)
+        self.mode = mode
         self.fault: Fault | None = None
         self.discovery_overrides = dict(discovery_overrides or {})
         #: Token requests that reached the proxy (faulted or forwarded), as ``time.monotonic()`` stamps.
         self.token_requests: list[float] = []
         #: The provider behind the proxy; its issuer is the proxy's. Started on entering.
         self.provider = DevProvider()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(beside.server_cert_path, beside.server_key_path)
-        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._tls.load_cert_chain(beside.server_cert_path, beside.server_key_path)
+        self._listen(0)
         self._host = f"127.0.0.1:{self._server.server_address[1]}"
         self._upstream_port = free_port()
         self._upstream = beside.browser()
+        # The browsers' cookies go through in their requests; the proxy's own client keeps none, or
+        # it would hand one browser's provider session to the next that comes without cookies.
+        self._upstream.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+        #: Connections being served: refuse() ends them too.
+        self.connections: set[Any] = set()
+
+    def _listen(self, port: int) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
+        self._server.daemon_threads = True
+        self._server.socket = self._tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
 
     @property
     def issuer(self) -> str:
         return self.provider.issuer
 
+    def refuse(self) -> None:
+        """Close the proxy's port and its open connections: connecting is refused, as to a provider that is down."""
+        self._server.shutdown()
+        self._server.server_close()
+        for connection in list(self.connections):
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def accept(self) -> None:
+        """Listen on the proxy's port again, in front of the same provider."""
+        self._listen(int(self._host.rsplit(":", 1)[1]))
+
     def __enter__(self) -> Self:
-        self._thread.start()
         try:
-            self.provider.start(self.workdir, port=self._upstream_port, tls_of=self.beside,
+            self.provider.start(self.workdir, port=self._upstream_port, tls_of=self.beside, mode=self.mode,
                                 OP_ISSUER_ORIGIN=f"https://{self._host}")
         except BaseException:
             self.__exit__()
@@ -155,6 +186,14 @@ def _send(request: BaseHTTPRequestHandler, status: int, content_type: str, body:
 
 def _handler(proxy: FaultyProxy) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        def setup(self) -> None:
+            super().setup()
+            proxy.connections.add(self.connection)
+
+        def finish(self) -> None:
+            proxy.connections.discard(self.connection)
+            super().finish()
+
         def do_GET(self) -> None:
             self._safely("GET")
 

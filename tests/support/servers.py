@@ -141,12 +141,32 @@ class _Server:
 
 
 class RedisServer(_Server):
-    """A throw-away ``redis-server`` on loopback: no persistence, data in ``workdir``.
+    """A throw-away ``redis-server`` on loopback: no persistence (``persistent``: an append-only file,
+    fsync'ed at every write, as a session store in production keeps), data in ``workdir``.
 
-    ``url`` is ``redis://127.0.0.1:PORT/0``, usable as Beaker's ``session.url``.
+    ``url`` is ``redis://127.0.0.1:PORT/0``, usable as Beaker's ``session.url``. :meth:`pause` and
+    :meth:`resume` stop and continue the process (SIGSTOP, SIGCONT): connections stay open and
+    unanswered, as with a Redis that hangs; :meth:`restart` stops it and starts it again on its port.
     """
 
     name = "redis"
+
+    def __init__(self, workdir: Path | str, port: int | None = None, *, persistent: bool = False) -> None:
+        super().__init__(workdir, port)
+        self.persistent = persistent
+
+    def pause(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def restart(self) -> None:
+        """SIGTERM (Redis saves, when persistent, and exits), then the same server on the same port."""
+        self.stop()
+        self.start()
 
     @property
     def url(self) -> str:
@@ -160,7 +180,8 @@ class RedisServer(_Server):
         server = shutil.which("redis-server")
         if server is None:
             raise RuntimeError("redis-server is not installed (./scripts/bootstrap installs it)")
-        return [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        keep = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]
+        return [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *keep,
                 "--dir", str(self.workdir)]
 
     def _ready(self) -> bool:
