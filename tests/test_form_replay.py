@@ -171,6 +171,13 @@ def test_a_body_that_cannot_be_kept_gets_a_page_saying_to_do_it_again(provider, 
     assert "msal_wsgi.flows" not in session_of(app) if "sid" in app.cookies else True  # no sign-in started
 
 
+def test_a_multipart_body_that_cannot_be_parsed_gets_the_page_not_a_500(provider, recorder):
+    app = make_testapp(provider, app=recorder)
+    page = app.request("/todos", method="POST", body=b"--abc\r\n\r\n", expect_errors=True,
+                       headers={**SAME_ORIGIN, "Content-Type": "multipart/form-data; boundary="})
+    assert page.status_int == 401 and "it is not a form that can be read" in page.text
+
+
 @pytest.mark.parametrize("headers", [
     {"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"},
     {"Sec-Fetch-Site": "same-site", "Origin": "http://sub.localhost"},

@@ -266,3 +266,54 @@ def test_each_form_has_a_key_of_its_own(provider, upstream, tmp_path, monkeypatc
     web = web_for(provider, upstream.url, tmp_path, monkeypatch)
     keys = {web.get("/todos").forms[0]["idempotency_key"].value for _ in range(3)}
     assert len(keys) == 3
+
+
+# -- the web app and hostile input (tests/test_hostile_input.py sends it at the whole sample) --------------
+
+@pytest.mark.parametrize("path", ["/\xff\xfe", "/static/sample.css/\xc0\xaf", "/auth/logout\xff", "/nowhere"],
+                         ids=["non-utf8", "overlong-utf8", "endpoint-and-non-utf8", "unknown"])
+def test_a_path_the_sample_does_not_serve_is_a_404_page(provider, upstream, tmp_path, monkeypatch, path):
+    web = TestApp(web_for(provider, upstream.url, tmp_path, monkeypatch).app)  # no cookies: WebTest's jar would
+    page = web.get("/", extra_environ={"PATH_INFO": path}, expect_errors=True)  # rebuild the URL from the path
+    assert page.status_int == 404 and "Not found" in page.text
+
+
+def test_a_path_the_api_does_not_serve_is_a_404_json(provider, tmp_path):
+    api = TestApp(todo_api.make_app({"MSAL_CLIENT_ID": "todo-api", "MSAL_OIDC_AUTHORITY": provider.issuer,
+                                     "SAMPLE_DATA_DIR": str(tmp_path)}))
+    answer = api.get("/", extra_environ={"PATH_INFO": "/api/todolist\xff"}, expect_errors=True)
+    assert answer.status_int == 404 and answer.json["error"] == "not_found"
+
+
+@pytest.mark.parametrize(("body", "content_type"), [
+    ("description=caf\u00e9".encode("latin-1"), "application/x-www-form-urlencoded; charset=latin-1"),
+    ("description=x".encode("utf-16"), "application/x-www-form-urlencoded; charset=utf-16"),
+    (b"--abc\r\n\r\n", "multipart/form-data; boundary="),
+    (b'{"description": "x"}', "application/json"),
+], ids=["latin-1", "utf-16", "multipart-without-a-boundary", "json"])
+def test_an_add_form_the_sample_cannot_read_is_a_400_page(provider, upstream, tmp_path, monkeypatch, body,
+                                                           content_type):
+    web = web_for(provider, upstream.url, tmp_path, monkeypatch)
+    page = web.request("/todos", method="POST", body=body, headers={"Content-Type": content_type},
+                       expect_errors=True)
+    assert page.status_int == 400 and "could not be read" in page.text
+    assert not [r for r in upstream.requests if r["method"] == "POST"]
+
+
+def test_a_script_gets_the_list_and_the_failures_as_json(provider, upstream, tmp_path, monkeypatch):
+    web = web_for(provider, upstream.url, tmp_path, monkeypatch)
+    form = web.get("/todos").forms[0]
+    form["description"] = "From a script"
+    form.submit()
+    assert web.get("/todos", headers={"Accept": "application/json"}).json == [{"description": "From a script"}]
+    upstream.behave = slowly(upstream.app, 3)
+    failed = web.get("/todos", headers={"Accept": "application/json"}, status=503)
+    assert failed.json == {"error": "To-do list unavailable"} and failed.headers["Retry-After"] == "10"
+
+
+def test_after_adding_the_sample_redirects_to_its_configured_origin_whatever_the_host_header(
+        provider, upstream, tmp_path, monkeypatch):
+    web = web_for(provider, upstream.url, tmp_path, monkeypatch)
+    cookie = f"msal_wsgi_sample={web.cookies['msal_wsgi_sample']}"
+    answer = web.post("/todos", {"description": "x"}, headers={"Host": "evil.example", "Cookie": cookie})
+    assert answer.status_int == 303 and answer.location == "http://localhost/todos"
