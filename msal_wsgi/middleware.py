@@ -235,7 +235,17 @@ class MsalMiddleware:
             return self._failure(Request(environ), exc)(environ, start_response)
 
     def _failure(self, request: Request, exc: Exception) -> Response:
-        """The answer to one of the failures in ``_HANDLED``; others are not ours to answer."""
+        """The answer to one of the failures in ``_HANDLED``; others are not ours to answer.
+
+        Answering may need the request's path or query decoded (a sign-in's ``next``, a 503's retry link):
+        when they are not UTF-8, the answer is the 400 of a request that is not UTF-8.
+        """
+        try:
+            return self._answer_failure(request, exc)
+        except UnicodeDecodeError as undecodable:
+            return self._answer_failure(request, undecodable)
+
+    def _answer_failure(self, request: Request, exc: Exception) -> Response:
         if isinstance(exc, SignInFailed):
             return self._sign_in.failure_page(request, exc)
         if isinstance(exc, InteractionRequired):  # raised by the app: acquire_token needs the user
@@ -248,10 +258,11 @@ class MsalMiddleware:
         if isinstance(exc, NoSession):
             return self._no_session_page(exc)
         if isinstance(exc, UnicodeDecodeError):  # WebOb decodes query strings and forms as strict UTF-8
-            log.warning("request to %s refused: parameters are not UTF-8", request.path_info[:200])
+            log.warning("request to %r refused: its path or parameters are not UTF-8",
+                        request.environ.get("PATH_INFO", "")[:200])  # raw: WebOb's path_info would raise again
             if isinstance(request.environ.get(ROUTE), ProtectApi):
-                return json_error(400, "invalid_request", "The request's parameters are not valid UTF-8.")
-            return error_page(400, "Bad request", "The request's parameters are not valid UTF-8.",
+                return json_error(400, "invalid_request", "The request's path or parameters are not valid UTF-8.")
+            return error_page(400, "Bad request", "The request's path or parameters are not valid UTF-8.",
                               home=request.script_name + "/")
         if isinstance(exc, SessionUnavailable):
             self._events(SESSION_UNAVAILABLE, error=str(exc))

@@ -5,9 +5,10 @@ from __future__ import annotations
 from urllib.parse import quote_from_bytes
 
 import pytest
+import webtest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support.apps import make_testapp
+from support.apps import make_testapp, sign_in
 from support.urls import stays_home
 
 from msal_wsgi.routing import Router
@@ -66,3 +67,16 @@ def test_an_oversized_callback_body_is_refused_unread(app):
 def test_a_provider_error_cannot_forge_log_lines(app, caplog):
     app.get("/auth/callback", {"error": "x\nCRITICAL forged line"}, status=400)
     assert "\nCRITICAL forged" not in caplog.text
+
+
+@pytest.mark.parametrize("path", ["/todos/\xc0\xaf", "/todos\xff", "/profile/\xff\xfe", "/auth/callback\xff"],
+                         ids=["overlong-under-a-prefix", "prefix-and-a-byte", "another-prefix", "an-endpoint-and-a-byte"])
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "TRACE"])
+@pytest.mark.parametrize("accept", ["text/html", "application/json"])
+def test_a_path_that_is_not_utf8_is_answered_below_500_signed_in_or_not(app, devprovider, path, method, accept):
+    if "sid" not in app.cookies:
+        sign_in(app, devprovider)
+    for cookie in ({}, {"Cookie": f"sid={app.cookies['sid']}"}):  # a fresh client: WebTest's jar rebuilds the URL
+        answer = webtest.TestApp(app.app).request("/", method=method, expect_errors=True, headers={
+            "Accept": accept, **cookie}, environ={"PATH_INFO": path})
+        assert answer.status_int < 500, answer
