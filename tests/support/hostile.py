@@ -20,6 +20,7 @@ interleaved, so an early answer (a 413 before the body is all sent) is read befo
 
 from __future__ import annotations
 
+import contextlib
 import random
 import select
 import socket
@@ -427,13 +428,17 @@ def run(seed: int, count: int, target: Target, *, clients: int = 6, timeout: flo
 # -- the sample, signed in, as the probes' target -------------------------------------
 
 @contextmanager
-def signed_in_sample(provider: DevProvider, workdir: Path, *, users: int = 3, **env: str) -> Iterator[Target]:
-    """The sample (web app and to-do API under gunicorn, sessions and refresh locks in a Redis of its own),
-    with ``users`` users signed in: the :class:`Target` of the probes. ``env`` goes to the sample."""
+def signed_in_sample(provider: DevProvider, workdir: Path, *, users: int = 3, store: str = "redis",
+                     **env: str) -> Iterator[Target]:
+    """The sample (web app and to-do API under gunicorn; sessions and refresh locks in a Redis of its own, or
+    with ``store="file"`` in files), with ``users`` users signed in: the :class:`Target` of the probes.
+    ``env`` goes to the sample."""
     from .servers import Browser, RedisServer, sample_server
 
-    with RedisServer(workdir / "redis") as redis, \
-            sample_server(provider, workdir / "sample", SAMPLE_SESSION_URL=redis.url, **env) as web:
+    with contextlib.ExitStack() as stack:
+        if store == "redis":
+            env = {"SAMPLE_SESSION_URL": stack.enter_context(RedisServer(workdir / "redis")).url, **env}
+        web = stack.enter_context(sample_server(provider, workdir / "sample", **env))
         cookies = []
         for n in range(users):
             browser = Browser(provider)

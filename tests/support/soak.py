@@ -5,8 +5,9 @@ The sample runs as documented for several servers: its web app and its to-do API
 provider behind a proxy that can refuse connections (:class:`~support.faults.FaultyProxy`), and
 the ``todo-web-short`` client, whose 303 s access tokens msal refreshes 3 s after they are issued.
 Each user signs in (and, against the stock provider, consents to write with a first item), then
-until the end mixes page views, XHR calls (``Accept: application/json``) and form posts, each on
-a new connection, with a think time between them. Meanwhile, in turn:
+until the end mixes page views, XHR calls (``Accept: application/json``, two at once, as a page's
+scripts make them: their refreshes contend for the session's lock) and form posts, each on a new
+connection, with a think time between them. Meanwhile, in turn:
 
 * a web worker is killed (SIGKILL; gunicorn starts another);
 * the provider is down (its port refuses connections), then back with its state;
@@ -20,7 +21,10 @@ was answered 303 must be there once (else *lost*), and no item twice (*duplicate
 Counted as **unanswered**: a request without a status line, whether its connection was closed or
 the client gave up (``client_timeout``), except a connection that the worker kill itself reset
 while it was being served (nothing can answer those; they are reported apart, and sent again).
-**Unexpected sign-ins**: after the warm-up, a redirect to the provider or a 401. The run *fails*
+**Unexpected sign-ins**: after the warm-up, a redirect to the provider or a 401; against the stock
+provider, whose refresh tokens rotate, a user whose refresh the worker kill cut (the provider answered,
+the worker died before saving: the session holds a retired refresh token) signs in once, and that is
+counted apart (:meth:`Soak.refreshes_cut_by_the_kill`). The run *fails*
 (:attr:`Soak.failures`) on any 5xx other than 503, any unanswered request, any lost or duplicated
 item, and any unexpected sign-in.
 """
@@ -82,11 +86,11 @@ FAULTS = (
 class Plan:
     """How big the soak is: the defaults run in about a minute per provider mode on a 2-core machine."""
 
-    users: int = 12
+    users: int = 16
     seconds: float = 48.0
     workers: int = 3
     threads: int = 4
-    think: tuple[float, float] = (0.25, 1.0)
+    think: tuple[float, float] = (0.2, 0.8)
     #: What a browser or a load balancer waits before giving up: every answer must come sooner.
     client_timeout: float = 30.0
     faults: tuple[FaultPlan, ...] = FAULTS
@@ -110,9 +114,11 @@ class FaultWindow:
     plan: FaultPlan
     started: float
     ended: float
+    epoch: float = 0.0  # when it started, in Unix time (as the logs tell it)
 
-    def contains(self, moment: float) -> bool:
-        return self.started <= moment <= self.ended + self.plan.recovery
+    def overlaps(self, answer: Answer) -> bool:
+        """Whether the request was in flight during the fault or its recovery."""
+        return answer.started <= self.ended + self.plan.recovery and answer.ended >= self.started
 
 
 # -- the users ------------------------------------------------------------------------
@@ -232,6 +238,13 @@ class User:
             self.refused.append(("page", 200, response.text[:200]))
 
     def xhr(self) -> None:
+        """Two XHR calls at once, as a page's scripts make them: the session's refresh lock is contended."""
+        second = threading.Thread(target=self._one_xhr)
+        second.start()
+        self._one_xhr()
+        second.join()
+
+    def _one_xhr(self) -> None:
         answer, response = self.request("xhr", "GET", "/todos", headers=JSON)
         self._check(answer, response)
 
@@ -281,6 +294,7 @@ class Soak:
     token_requests: list[dict[str, Any]] = field(default_factory=list)
     authorizations: int = 0
     kill_at: float | None = None
+    kill_epoch: float | None = None  # the same moment, as the provider's log and the web app's log tell time
     log_mark: int = 0  # where the web app's log stood at the end of the warm-up
 
     def __post_init__(self) -> None:
@@ -318,9 +332,9 @@ class Soak:
     def _faults(self, begin: float) -> None:
         for plan in self.plan.faults:
             time.sleep(max(0.0, begin + plan.at - time.monotonic()))
-            started = time.monotonic()
+            started, epoch = time.monotonic(), time.time()
             if plan.name == "worker killed":
-                self.kill_at = time.monotonic()
+                self.kill_at, self.kill_epoch = time.monotonic(), time.time()
                 os.kill(_workers(self.web)[0], signal.SIGKILL)
             elif plan.name == "provider down":
                 self.proxy.refuse()
@@ -334,7 +348,7 @@ class Soak:
                 self.redis.restart()
             else:
                 raise ValueError(plan.name)
-            self.windows.append(FaultWindow(plan, started, time.monotonic()))
+            self.windows.append(FaultWindow(plan, started, time.monotonic(), epoch))
 
     # -- figures ------------------------------------------------------------------------
 
@@ -383,22 +397,43 @@ class Soak:
                         last = answer.started
         return needed
 
-    def refreshes_logged(self) -> tuple[int, int]:
-        """The web app's ``token refreshed`` lines, and how many of them came less than a second after the
-        previous one for the same user and scopes: a second refresh while the first's token was fresh (a
-        303 s token is stale 2 to 3 s after its issue: ``expires_in`` is whole seconds)."""
+    def refresh_lines(self) -> list[tuple[float, str, str]]:
+        """The web app's ``token refreshed`` lines after the warm-up: (Unix time, user, scopes)."""
         line = re.compile(r"^(\S+ \S+) \d+ INFO msal_wsgi: token refreshed for (.+?) \(scopes (.+)\)$", re.MULTILINE)
-        last: dict[tuple[str, str], datetime] = {}
-        total = duplicates = 0
         log = self.web.log_path.read_bytes()[self.log_mark:].decode(errors="replace")
-        for stamp, user, scopes in line.findall(log):
-            moment = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f")
+        return [(datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp(), user, scopes)
+                for stamp, user, scopes in line.findall(log)]
+
+    def duplicate_refreshes(self) -> int:
+        """Refreshes less than a second after the previous one for the same user and scopes: a second refresh
+        while the first's token was fresh (a 303 s token is stale 2 to 3 s after its issue). Not counted after
+        the Redis pause, where a refresh saved late is already stale when it is saved."""
+        paused = [(w.epoch, w.epoch + (w.ended - w.started) + 2.0) for w in self.windows if w.plan.name == "Redis paused"]
+        last: dict[tuple[str, str], float] = {}
+        duplicates = 0
+        for moment, user, scopes in self.refresh_lines():
             previous = last.get((user, scopes))
-            if previous is not None and (moment - previous).total_seconds() < 1.0:
-                duplicates += 1
+            late = any(start <= previous <= end for start, end in paused) if previous is not None else False
+            duplicates += previous is not None and moment - previous < 1.0 and not late
             last[(user, scopes)] = moment
-            total += 1
-        return total, duplicates
+        return duplicates
+
+    def refreshes_cut_by_the_kill(self) -> int:
+        """Refreshes the provider answered in the 3 s before the worker kill that no worker logged as saved:
+        those the killed worker had in hand. With rotating refresh tokens (the stock provider) the provider
+        has retired the old refresh token, which the session still holds: that user signs in again, once.
+        Nothing on the client side can prevent it (the provider would need a grace period for the old one)."""
+        if self.kill_epoch is None:
+            return 0
+        start, end = self.kill_epoch - 3.0, self.kill_epoch
+        answered = sum(1 for t in self.token_requests if t["status"] == 200 and start <= t["t"] <= end)
+        saved = sum(1 for moment, _, _ in self.refresh_lines() if start <= moment <= end + 1.0)
+        return max(0, answered - saved)
+
+    @property
+    def excused_sign_ins(self) -> int:
+        """Unexpected sign-ins explained by refreshes the worker kill cut, against a rotating provider."""
+        return min(self.unexpected_sign_ins, self.refreshes_cut_by_the_kill()) if self.mode == "stock" else 0
 
     @property
     def failures(self) -> list[str]:
@@ -414,8 +449,8 @@ class Soak:
             problems.append(f"{len(lost)} items lost: {lost[:5]}")
         if duplicated:
             problems.append(f"{len(duplicated)} items duplicated: {duplicated[:5]}")
-        if self.unexpected_sign_ins:
-            problems.append(f"{self.unexpected_sign_ins} unexpected sign-ins")
+        if self.unexpected_sign_ins > self.excused_sign_ins:
+            problems.append(f"{self.unexpected_sign_ins - self.excused_sign_ins} unexpected sign-ins")
         refused = [r for user in self.users for r in user.refused]
         if refused:
             problems.append(f"{len(refused)} answers refused a normal request: {refused[:3]}")
@@ -427,7 +462,7 @@ class Soak:
         reset = sum(len(u.reset_by_kill) for u in self.users)
         resent = sum(len(u.resent) for u in self.users)
         resent_added = sum(1 for u in self.users for d in u.confirmed if d in u.resent)
-        refreshes, duplicate_refreshes = self.refreshes_logged()
+        refreshes, duplicate_refreshes = len(self.refresh_lines()), self.duplicate_refreshes()
         refused_tokens = sum(1 for t in self.token_requests if t["status"] != 200)
         statuses = ", ".join(f"{status}: {n}" for status, n in sorted(self.statuses().items()))
         lines = [
@@ -439,11 +474,13 @@ class Soak:
             f"sent again)"),
             (f"items: {added} added, {len(lost)} lost, {len(duplicated)} duplicated "
             f"({resent} sent again after an unknown outcome, {resent_added} of them answered 303 in the end)"),
-            (f"unexpected sign-ins: {self.unexpected_sign_ins} (authorization requests at the provider after the "
-            f"warm-up: {self.authorizations})"),
+            (f"unexpected sign-ins: {self.unexpected_sign_ins - self.excused_sign_ins} (authorization requests at "
+             f"the provider after the warm-up: {self.authorizations}; {self.excused_sign_ins} sign-in after a refresh "
+             f"the worker kill cut, its rotated refresh token lost: {self.refreshes_cut_by_the_kill()} cut)"),
             (f"token requests: {len(self.token_requests)} ({refused_tokens} refused); refreshes logged by the web "
-            f"app: {refreshes}, of which {duplicate_refreshes} duplicates (within 1 s for one user and scope); "
-            f"refreshes the traffic needed: at least {self.refreshes_needed()}"),
+            f"app: {refreshes}, of which {duplicate_refreshes} duplicates (within 1 s for one user and scope, "
+            f"refreshes saved late after the Redis pause aside); refreshes the traffic needed: at least "
+            f"{self.refreshes_needed()}"),
             "latency ms        p50      p99      max    count",
         ]
         for kind in KINDS:
@@ -451,10 +488,10 @@ class Soak:
             if times:
                 lines.append(f"  {kind:10} {_pct(times, 50):8.0f} {_pct(times, 99):8.0f} {times[-1]:8.0f} "
                              f"{len(times):8}")
-        lines.append("503s per fault window (from the fault to its end plus recovery):")
+        lines.append("503s per fault window (requests in flight from the fault to its end plus recovery):")
         inside: set[int] = set()
         for window in self.windows:
-            in_window = [a for a in self.answers if window.contains(a.started)]
+            in_window = [a for a in self.answers if window.overlaps(a)]
             inside.update(id(a) for a in in_window)
             unavailable = sum(1 for a in in_window if a.status == 503)
             lines.append(f"  {window.plan.name:16} {window.ended - window.started:5.1f} s + {window.plan.recovery:.0f}"
