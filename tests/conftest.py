@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from support.faults import FaultyProxy
 from support.misbehaving import MisbehavingProvider, beside
-from support.servers import trusted_provider
+from support.servers import RedisServer, trusted_provider
 
 from devprovider import DevProvider
 
@@ -71,6 +71,13 @@ def proxy(faulty_proxy: FaultyProxy) -> Iterator[FaultyProxy]:
     yield faulty_proxy
     faulty_proxy.fault = None
     faulty_proxy.discovery_overrides = {}
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A throw-away redis-server for the test module (support.servers.RedisServer)."""
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

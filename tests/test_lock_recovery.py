@@ -25,16 +25,10 @@ from msal_wsgi.tokens import KEEP_TRYING
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with RedisServer(tmp_path_factory.mktemp("redis")) as redis:
-        yield redis
-
-
 @pytest.fixture
-def redis(server):
-    yield server
-    server.resume()
+def redis(redis_server):
+    yield redis_server
+    redis_server.resume()  # in case a test failed while it was paused
 
 
 def held_until_released(lock, session_id: str) -> tuple[threading.Event, threading.Event, threading.Thread]:
