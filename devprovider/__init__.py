@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Callable, Self
+from typing import TYPE_CHECKING, Any, Callable, Optional
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import requests
@@ -28,6 +28,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+
+if TYPE_CHECKING:  # typing.Self is Python 3.11+
+    from typing_extensions import Self
 
 __all__ = [
     "DEVPROVIDER_DIR",
@@ -175,7 +178,7 @@ def forms(html: str) -> list[Form]:
 
 
 #: A browser step: (method, absolute URL, form data or None).
-_Step = tuple[str, str, dict[str, str] | None]
+_Step = tuple[str, str, Optional[dict[str, str]]]  # Optional: evaluated at run time, on Python 3.9 too
 
 
 class DevProvider:

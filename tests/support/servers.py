@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
 import gunicorn.config
@@ -37,6 +37,9 @@ from devprovider import DevProvider
 
 from .apps import repost_form
 from .environment import ROOT, sample_env
+
+if TYPE_CHECKING:  # typing.Self is Python 3.11+
+    from typing_extensions import Self
 
 SAMPLE_CONFIG = ROOT / "gunicorn.conf.py"
 READY_TIMEOUT = 30.0
