@@ -327,3 +327,32 @@ class Browser:
         answer = self.get(url)
         assert answer.is_redirect, f"expected a redirect, got {answer.status_code}: {answer.text[:500]}"
         return urljoin(answer.url, answer.headers["location"])
+
+
+class CommandServer(_Server):
+    """A server started by a shell command run from the repository, such as a README's; ready when ``port`` accepts.
+
+    :param command: the ``sh -c`` command line, e.g. ``cd examples && flask --app flask_app run --port 5001``.
+    :param env: variables added to this process's environment (``PATH`` starts with this Python's scripts).
+    """
+
+    name = "command"
+
+    def __init__(self, command: str, workdir: Path | str, *, port: int, env: Mapping[str, str] | None = None) -> None:
+        super().__init__(workdir, port)
+        self.command = command
+        self.extra_env = dict(env or {})
+
+    def _command(self) -> list[str]:
+        return ["sh", "-c", f"cd '{ROOT}' && {self.command}"]
+
+    def _env(self) -> dict[str, str]:
+        scripts = str(Path(sys.executable).parent)  # flask, pserve, waitress-serve of the Python running the tests
+        return {**os.environ, "PATH": scripts + os.pathsep + os.environ.get("PATH", ""), **self.extra_env}
+
+    def _ready(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+        except OSError:
+            return False
+        return True
