@@ -39,10 +39,10 @@ def check_ports() -> None:
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
-                taken.append(f"{port} ({name})")
+                taken.append(f"port {port} ({name})")
     if taken:
-        sys.exit(f"run-sample: port {' and '.join(taken)} is in use, perhaps by another run-sample. "
-                 "Stop it, or choose free ports: SAMPLE_PORT=5001 PROVIDER_PORT=8444 ./scripts/run-sample")
+        sys.exit(f"run-sample: {' and '.join(taken)} in use, perhaps by another run-sample. "
+                 "Stop it, or choose free ports: SAMPLE_PORT=5002 PROVIDER_PORT=8444 ./scripts/run-sample")
 
 
 def stop(gunicorn: subprocess.Popen[bytes]) -> None:
