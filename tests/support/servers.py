@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
 import gunicorn.config
@@ -37,6 +37,9 @@ from devprovider import DevProvider
 
 from .apps import repost_form
 from .environment import ROOT, sample_env
+
+if TYPE_CHECKING:  # typing.Self is Python 3.11+
+    from typing_extensions import Self
 
 SAMPLE_CONFIG = ROOT / "gunicorn.conf.py"
 READY_TIMEOUT = 30.0
@@ -358,3 +361,32 @@ class Browser:
         answer = self.get(url)
         assert answer.is_redirect, f"expected a redirect, got {answer.status_code}: {answer.text[:500]}"
         return urljoin(answer.url, answer.headers["location"])
+
+
+class CommandServer(_Server):
+    """A server started by a shell command run from the repository, such as a README's; ready when ``port`` accepts.
+
+    :param command: the ``sh -c`` command line, e.g. ``cd examples && flask --app flask_app run --port 5001``.
+    :param env: variables added to this process's environment (``PATH`` starts with this Python's scripts).
+    """
+
+    name = "command"
+
+    def __init__(self, command: str, workdir: Path | str, *, port: int, env: Mapping[str, str] | None = None) -> None:
+        super().__init__(workdir, port)
+        self.command = command
+        self.extra_env = dict(env or {})
+
+    def _command(self) -> list[str]:
+        return ["sh", "-c", f"cd '{ROOT}' && {self.command}"]
+
+    def _env(self) -> dict[str, str]:
+        scripts = str(Path(sys.executable).parent)  # flask, pserve, waitress-serve of the Python running the tests
+        return {**os.environ, "PATH": scripts + os.pathsep + os.environ.get("PATH", ""), **self.extra_env}
+
+    def _ready(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+        except OSError:
+            return False
+        return True
