@@ -40,9 +40,10 @@ class Sample:
     output: Path
 
 
-def run_sample_env(data: Path, sample_port: int, provider_port: int) -> dict[str, str]:
+def run_sample_env(data: Path, sample_port: int, provider_port: int, api_port: int | None = None) -> dict[str, str]:
+    """run-sample's environment: its data folder and ports (the API's a free one unless given)."""
     return {**os.environ, "SAMPLE_DATA_DIR": str(data), "SAMPLE_PORT": str(sample_port),
-            "PROVIDER_PORT": str(provider_port)}
+            "PROVIDER_PORT": str(provider_port), "SAMPLE_API_PORT": str(api_port or free_port())}
 
 
 def running_in_group(pgid: int) -> list[int]:
@@ -112,18 +113,20 @@ def assert_signs_in_through_the_provider(sample: Sample) -> None:
                  timeout=10).raise_for_status()
 
 
-@pytest.mark.parametrize("taken", ["SAMPLE_PORT", "PROVIDER_PORT"])
+@pytest.mark.parametrize("taken", ["SAMPLE_PORT", "SAMPLE_API_PORT", "PROVIDER_PORT"])
 def test_a_taken_port_is_named_and_nothing_is_written(tmp_path, taken):
     with socket.socket() as other:
         other.bind(("127.0.0.1", 0))
         other.listen()
-        ports = {"SAMPLE_PORT": free_port(), "PROVIDER_PORT": free_port(), taken: other.getsockname()[1]}
+        ports = {"SAMPLE_PORT": free_port(), "SAMPLE_API_PORT": free_port(), "PROVIDER_PORT": free_port(),
+                 taken: other.getsockname()[1]}
         data = tmp_path / "data"
         result = subprocess.run([sys.executable, str(RUN_SAMPLE)], cwd=ROOT, capture_output=True, text=True, check=False,
-                                timeout=60, env=run_sample_env(data, ports["SAMPLE_PORT"], ports["PROVIDER_PORT"]))
+                                timeout=60, env=run_sample_env(data, ports["SAMPLE_PORT"], ports["PROVIDER_PORT"],
+                                                               ports["SAMPLE_API_PORT"]))
     assert result.returncode == 1
     assert f"port {ports[taken]} ({taken}) in use" in result.stderr
-    assert "SAMPLE_PORT=5002 PROVIDER_PORT=8444 ./scripts/run-sample" in result.stderr
+    assert "SAMPLE_PORT=5002 SAMPLE_API_PORT=5012 PROVIDER_PORT=8444 ./scripts/run-sample" in result.stderr
     assert not data.exists()
 
 
