@@ -27,13 +27,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import gunicorn.config
 import redis
 import requests
 
-from devprovider import DevProvider
+from devprovider import DevProvider, forms
 
 from .apps import repost_form
 from .environment import ROOT, sample_env
@@ -354,7 +354,13 @@ class Browser:
         return self.follow(back)
 
     def sign_out(self, url: str) -> str:
-        """Open the app's sign-out ``url``; return where it sends the browser (the provider's end-session URL)."""
-        answer = self.get(url)
-        assert answer.is_redirect, f"expected a redirect, got {answer.status_code}: {answer.text[:500]}"
+        """Open the app's sign-out page at ``url`` and press its button (a same-origin form POST, as a
+        browser sends it); return where it sends the browser (the provider's end-session URL)."""
+        page = self.get(url)
+        assert page.status_code == 200, f"expected the sign-out page, got {page.status_code}: {page.text[:500]}"
+        (form,) = forms(page.text)
+        parts = urlsplit(url)
+        answer = self.post(urljoin(url, form.action), form.fields,
+                           headers={"Origin": f"{parts.scheme}://{parts.netloc}", "Sec-Fetch-Site": "same-origin"})
+        assert answer.status_code == 303, f"expected a redirect, got {answer.status_code}: {answer.text[:500]}"
         return urljoin(answer.url, answer.headers["location"])
