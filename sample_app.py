@@ -49,7 +49,7 @@ _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{ti
 nav a{{margin-right:1rem}}</style></head><body>
 <nav><a href="{root}/">Home</a><a href="{root}/todos">To-do list</a>
 <a href="{root}/auth/login?next={root}/todos" id="sign-in">Sign in</a>
-<a href="{root}/auth/logout" id="sign-out">Sign out</a></nav>
+<form method="post" action="{root}/auth/logout" style="display:inline"><button type="submit" id="sign-out">Sign out</button></form></nav>
 <h1>{title}</h1>{body}</body></html>"""
 
 
@@ -63,7 +63,7 @@ def page(request: Request, title: str, body: str, status: int = 200, retry_after
 
 def add_form(description: str = "", button: str = "Add") -> str:
     """The add form, with a new idempotency key: the API adds one item per key, however often it is sent."""
-    return (f'<form method="post"><input name="description" required maxlength="200" '
+    return (f'<form method="post" id="add"><input name="description" required maxlength="200" '
             f'aria-label="New item" value="{escape(description)}">'
             f'<input type="hidden" name="idempotency_key" value="{secrets.token_urlsafe(16)}"> '
             f'<button type="submit">{escape(button)}</button></form>')
@@ -177,6 +177,31 @@ def session_store(url: str | None) -> tuple[dict[str, str], str]:
     return {"session.type": "ext:redis", "session.url": url}, url
 
 
+# -- sessions (issue 11) ---------------------------------------------------------
+
+def dev_session_key(data_dir: Path) -> str:
+    """The sample's session key: made once in ``data_dir/session-key`` (readable by its owner only), then
+    reused, so sessions survive restarts. In production, set ``MSAL_SESSION_KEYS`` from a secret store."""
+    from msal_wsgi.crypto import make_key
+
+    path = data_dir / "session-key"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        draft = data_dir / f"session-key.{os.getpid()}"
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(make_key() + "\n")
+        try:
+            os.link(draft, path)  # atomic, and only once: the workers starting together agree on one key
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_text().strip()
+
+# -- end of sessions
+
+
 def make_app(env: dict[str, str] | None = None) -> Any:
     """The sample behind msal_wsgi behind Beaker sessions (files, or Redis), configured from ``env``."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
@@ -187,6 +212,10 @@ def make_app(env: dict[str, str] | None = None) -> Any:
         defaults["protect"] = {"/todos": Protect(read=[TODOLIST_READ], write=[TODOLIST_READWRITE])}
     if "MSAL_SESSION_LOCK" not in env:
         defaults["session_lock"] = lock
+    # -- sessions (issue 11): sealed with a development key made once, unless MSAL_SESSION_KEYS sets keys
+    if "MSAL_SESSION_KEYS" not in env:
+        defaults["session_keys"] = [dev_session_key(Path(env.get("SAMPLE_DATA_DIR", DATA_DIR)))]
+    # -- end of sessions
     settings = Settings.from_env(env, **defaults)
     endpoint = env.get("TODOLIST_ENDPOINT")
     if not endpoint or not endpoint.startswith(("http://", "https://")):

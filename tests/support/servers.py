@@ -287,15 +287,15 @@ class SampleServer(GunicornServer):
 
 
 def sample_server(provider: DevProvider, workdir: Path, *, host: str = "127.0.0.1", workers: int = 2,
-                  client_id: str = "todo-web", **env: str) -> SampleServer:
+                  client_id: str = "todo-web", port: int | None = None, **env: str) -> SampleServer:
     """gunicorn serving ``sample_app:app`` with :data:`SAMPLE_CONFIG`, signed in by ``provider``, and its
     to-do list API (:func:`todo_api_server`, logs in ``workdir/api``) at ``TODOLIST_ENDPOINT``.
 
-    Not started yet: use it in a ``with``. Its redirect_uri is its own ``url`` and its
-    data (to-do SQLite, file sessions) go to ``workdir/data``; ``env`` overrides
-    :func:`support.environment.sample_env`, e.g. ``SAMPLE_SESSION_URL=redis.url``.
+    Not started yet: use it in a ``with``. Its redirect_uri is its own ``url`` (on ``port``, default a
+    free one) and its data (to-do SQLite, file sessions, the session key) go to ``workdir/data``; ``env``
+    overrides :func:`support.environment.sample_env`, e.g. ``SAMPLE_SESSION_URL=redis.url``.
     """
-    port = free_port()
+    port = port or free_port()
     api = todo_api_server(provider, workdir / "api", workers=workers)
     return SampleServer(api, "sample_app:app", workdir, env=sample_env(
         provider, f"http://{host}:{port}", workdir / "data", client_id=client_id,

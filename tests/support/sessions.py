@@ -17,8 +17,6 @@ from typing import Any
 
 from beaker.session import Session
 
-from msal_wsgi.crypto import Codec, codec_for
-
 from msal_wsgi._environ import (
     ALL_SESSION_KEYS,
     SESSION_CACHE,
@@ -28,21 +26,22 @@ from msal_wsgi._environ import (
     SESSION_REPLAYS,
     SESSION_USER,
 )
+from msal_wsgi.crypto import Codec, codec_for
 
 __all__ = [
     "ALL_SESSION_KEYS",
     "MEMORY_SESSIONS",
-    "TEST_SESSION_KEYS",
-    "Opened",
-    "codec_of",
     "SESSION_CACHE",
     "SESSION_DONE",
     "SESSION_FLOWS",
     "SESSION_GRANTS",
     "SESSION_REPLAYS",
     "SESSION_USER",
+    "TEST_SESSION_KEYS",
+    "Opened",
     "beaker_options",
     "cache_secrets",
+    "codec_of",
     "msal_cache",
     "session_of",
     "stored_session",
