@@ -571,7 +571,15 @@ class SessionView:
         old_keys = current.logout_keys if current is not None else []
         old_id = self.session_id
         self._renew_id(keep_flows=None)
-        self._save()
+        if self._store() is None:
+            self._save()  # a store msal_wsgi does not know: save the emptied session
+        else:
+            # Nothing to store under the new id (Beaker then writes nothing, with save_accessed_time=false);
+            # and its end-of-request write-back of the data it loaded (save_accessed_time=true) must not
+            # bring the ended session back under the new id.
+            accessed = getattr(self._session, "accessed_dict", None)
+            if isinstance(accessed, dict):
+                accessed.clear()
         self._reindex(old_id, old_keys, None)
         return ended
 

@@ -27,8 +27,9 @@ strings (msal's serialized caches), marked by its first byte.
 
 Opening the signed-in user's record on every protected request would cost a decryption and a
 JSON parse; :class:`Sealer` remembers the last opened records (bounded, per process), keyed by
-session key, session id and the sealed value's key id, nonce and tag, so a request whose session
-holds the same sealed value costs a dictionary lookup.
+session key, session id and the sealed value's key id, nonce and tag, and served again only for
+the very same bytes, so a request whose session holds the same sealed value costs a dictionary
+lookup and a comparison.
 """
 
 from __future__ import annotations
@@ -157,11 +158,16 @@ class Sealer(Codec):
         self._ciphers = {_key_id(key): AESGCM(key) for key in raw}
         self._sealing_id = _key_id(raw[0])
         self._sealing = self._ciphers[self._sealing_id]
-        self._remembered: dict[tuple[str, str, bytes], Any] = {}
+        self._remembered: dict[tuple[str, str, bytes], tuple[bytes, Any]] = {}
         self._guard = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Sealer({len(self._ciphers)} keys)"  # never the keys
+
+    @property
+    def remembered(self) -> int:
+        """How many opened records this process remembers (at most :data:`REMEMBERED`)."""
+        return len(self._remembered)
 
     def seal(self, field: str, binding: str, value: Any) -> bytes:
         if isinstance(value, str):
@@ -178,16 +184,18 @@ class Sealer(Codec):
         if not isinstance(stored, bytes):
             raise self._unreadable(UNSEALED, field)
         if remember:
+            # Keyed by the nonce and tag (cheap to hash), and served only for the very same bytes
+            # (a comparison is cheaper than hashing them): a changed value is opened, and fails.
             key = (field, binding, stored[1:_HEADER] + stored[-_TAG_BYTES:])
-            known = self._remembered.get(key, _MISSING)
-            if known is not _MISSING:
-                return known
+            known = self._remembered.get(key)
+            if known is not None and known[0] == stored:
+                return known[1]
         value = self._open(field, binding, stored)
         if remember:
             with self._guard:
                 while len(self._remembered) >= REMEMBERED:
                     del self._remembered[next(iter(self._remembered))]
-                self._remembered[key] = value
+                self._remembered[key] = (stored, value)
         return value
 
     def _open(self, field: str, binding: str, stored: bytes) -> Any:
@@ -209,8 +217,6 @@ class Sealer(Codec):
             raise self._unreadable(MALFORMED, field) from None
 
 
-
-_MISSING = object()
 
 
 def _aad(field: str, binding: str) -> bytes:
