@@ -50,7 +50,7 @@ from ._environ import (
 )
 from ._msal import EXPIRY_MARGIN, Redemption, id_token_of, still_fresh
 from ._store import Store, logout_keys, store_of
-from .crypto import Codec, Unreadable
+from .crypto import Codec, Unreadable, is_sealed
 from .errors import SessionUnavailable
 from .identity import AccessToken, User
 
@@ -63,6 +63,9 @@ MAX_COMPLETED = 5
 #: Grants (refresh tokens) kept per user; beyond it the oldest is dropped. Each is an msal cache of
 #: about 2 KB: a user of a stock provider who consented to 32 resources one by one holds about 70 KB.
 MAX_GRANTS = 32
+#: Values compressed before they are sealed: what the provider issued (token caches, claims, tokens),
+#: never what a request chose (pending sign-ins' next page, kept forms) beside a secret.
+_COMPRESSED = frozenset({SESSION_USER, SESSION_CACHE, SESSION_GRANTS})
 #: Without a max_session_lifetime, the logout index forgets a sign-in this long after it happened.
 INDEX_HORIZON = 30 * 24 * 3600
 #: Why a session ended: the ``reason`` of the ``session.ended`` event.
@@ -94,12 +97,20 @@ class Lifetimes(NamedTuple):
 
     def ended(self, record: Mapping[str, Any], now: float) -> str | None:
         """Why the sign-in of ``record`` has ended by ``now`` (a reason), or ``None`` while it lasts."""
+        return self.check(record, now)[0]
+
+    def check(self, record: Mapping[str, Any], now: float) -> tuple[str | None, bool]:
+        """Why the sign-in has ended (or ``None``), and whether this request should write "last seen":
+        the hot path's one call."""
         t0, seen = record.get("t0"), record.get("seen")
         if self.max and isinstance(t0, (int, float)) and now - t0 >= self.max:
-            return MAX_LIFETIME
-        if self.idle and isinstance(seen, (int, float)) and now - seen >= self.idle:
-            return IDLE_TIMEOUT
-        return None
+            return MAX_LIFETIME, False
+        if not self.idle:
+            return None, False
+        if not isinstance(seen, (int, float)):
+            return None, True
+        idle = now - seen
+        return (IDLE_TIMEOUT, False) if idle >= self.idle else (None, idle >= self.interval)
 
     def activity_due(self, record: Mapping[str, Any], now: float) -> bool:
         """Whether this request should write "last seen" (at most once per interval)."""
@@ -317,31 +328,38 @@ class SessionView:
         self._codec = codec if codec is not None else Codec()
         self._lifetimes = lifetimes
         self._store = store
+        self._bound_to: str | None = None  # the session id, once read (it changes only in _renew_id)
 
     @property
     def lifetimes(self) -> Lifetimes:
         return self._lifetimes
 
-    def _get(self, key: str, *, remember: bool = False) -> Any:
-        """The value kept under ``key``, opened; ``None`` when absent or when it does not open."""
+    def _get(self, key: str, *, build: Callable[[Any], Any] | None = None) -> Any:
+        """The value kept under ``key``, opened (``build`` of it, remembered: see :class:`~msal_wsgi.crypto.Sealer`);
+        ``None`` when absent or when it does not open."""
         with _store("could not be loaded"):
             stored = self._session.get(key)
-            if stored is None or not self._codec.encrypted and not isinstance(stored, bytes):
-                return stored
+            if stored is None:
+                return None
+            if not self._codec.encrypted and not is_sealed(stored):
+                return stored if build is None else build(stored)
             binding = self._binding()
         try:
-            return self._codec.open(key, binding, stored, remember=remember)
+            return self._codec.open(key, binding, stored, build=build)
         except Unreadable:
             return None
 
     def _put(self, key: str, value: Any) -> None:
         """Keep ``value`` under ``key``, sealed for this session's current id."""
-        self._session[key] = self._codec.seal(key, self._binding(), value)
+        self._session[key] = self._codec.seal(key, self._binding(), value, compress=key in _COMPRESSED)
 
     def _binding(self) -> str:
         """What sealed values are bound to: the session id (a session without one: nothing)."""
-        sid = getattr(self._session, "id", None)
-        return sid if isinstance(sid, str) else ""
+        binding = self._bound_to
+        if binding is None:
+            sid = getattr(self._session, "id", None)
+            binding = self._bound_to = sid if isinstance(sid, str) else ""
+        return binding
 
     def _save(self) -> None:
         with _store("could not be saved"):
@@ -426,7 +444,10 @@ class SessionView:
         """The signed-in user, or ``None`` (nobody, or data in another shape or of another configuration).
 
         Lifetimes are not checked here: see :class:`Lifetimes`."""
-        record = self._get(SESSION_USER, remember=True)
+        found = self._get(SESSION_USER, build=self._stored_user)
+        return found if isinstance(found, StoredUser) else None
+
+    def _stored_user(self, record: Any) -> StoredUser | None:
         if (type(record) is dict and record.get("fp") == self._fingerprint and isinstance(record.get("id"), str)
                 and isinstance(record.get("claims"), dict) and isinstance(record.get("tokens"), dict)):
             return StoredUser(record)
@@ -607,6 +628,7 @@ class SessionView:
                 persist()  # write the emptied session under the old id now
             if regenerate is not None:
                 regenerate()
+        self._bound_to = None
         if store is not None and old_id is not None and regenerate is not None:
             store.delete(old_id)
         self._session.update(private)

@@ -5,9 +5,12 @@ use them. With ``session_keys`` set, every value msal_wsgi puts in the session i
 before Beaker stores it, and opened when read; without keys the values are stored as they are
 (a development setup, which ``check`` and a startup warning point out).
 
-A sealed value is bytes::
+A sealed value is ASCII text, ``mw1:`` and the base64url of::
 
-    version (1) | key id (4) | nonce (12) | AES-GCM ciphertext and tag (16)
+    key id (4) | nonce (12) | AES-GCM ciphertext | tag (16)
+
+Text, not bytes: Beaker pickles sessions with protocol 2, which stores bytes as latin-1 text
+re-encoded (half as large again, and slow to load), and its ``json`` serializer takes no bytes.
 
 - Keys are 32 random bytes, written as base64url (``python -m msal_wsgi make-key``). The first
   key of the setting seals; every key opens, so a key can be rotated in and an old one kept
@@ -23,12 +26,15 @@ A sealed value is bytes::
   the user is signed out. Each kind of failure is logged once per process (WARNING), then at DEBUG.
 
 The payload is JSON (never pickle: a value that opens is still only data), or UTF-8 text for
-strings (msal's serialized caches), marked by its first byte.
+strings (msal's serialized caches), marked by its first byte; ``compress=True`` deflates it first.
+The caller compresses only values whose content comes from the provider (token caches, the user
+record), never those holding what a request chose (a ``next`` page, a form) next to a secret (a
+PKCE verifier): a compressed length then reveals nothing an attacker could steer.
 
 Opening the signed-in user's record on every protected request would cost a decryption and a
 JSON parse; :class:`Sealer` remembers the last opened records (bounded, per process), keyed by
 session key, session id and the sealed value's key id, nonce and tag, and served again only for
-the very same bytes, so a request whose session holds the same sealed value costs a dictionary
+the very same text, so a request whose session holds the same sealed value costs a dictionary
 lookup and a comparison.
 """
 
@@ -43,18 +49,23 @@ import logging
 import os
 import secrets
 import threading
+import zlib
 from collections.abc import Sequence
 from typing import Any, Callable
 
 log = logging.getLogger("msal_wsgi")
 
-VERSION = b"\x01"
+#: What a sealed value starts with (this format, version 1).
+PREFIX = "mw1:"
 KEY_BYTES = 32
 _KEY_ID_BYTES = 4
 _NONCE_BYTES = 12
 _TAG_BYTES = 16
-_HEADER = 1 + _KEY_ID_BYTES + _NONCE_BYTES
-_TEXT, _JSON = b"s", b"j"
+_HEADER = _KEY_ID_BYTES + _NONCE_BYTES
+#: Characters of a sealed value that hold its key id and nonce, and its tag: the memory's key.
+_HEAD_CHARS = len(PREFIX) + (_HEADER * 4 + 2) // 3
+_TAIL_CHARS = (_TAG_BYTES * 4 + 2) // 3
+_TEXT, _JSON, _DEFLATED_TEXT, _DEFLATED_JSON = b"s", b"j", b"S", b"J"
 #: Opened records remembered per process (the signed-in user's record of each session).
 REMEMBERED = 1024
 
@@ -86,10 +97,16 @@ def parse_keys(value: str | Sequence[str] | None) -> tuple[str, ...]:
 
 
 def decode_key(key: str, number: int = 1) -> bytes:
+    """The 32 bytes of a base64url key (padding optional)."""
     try:
         return base64.urlsafe_b64decode(key + "=" * (-len(key) % 4))
     except (binascii.Error, ValueError):
         raise ValueError(f"key {number} is not base64url; make one with 'python -m msal_wsgi make-key'") from None
+
+
+def is_sealed(stored: object) -> bool:
+    """Whether a stored value is one :class:`Sealer` made (it may still not open)."""
+    return isinstance(stored, str) and stored.startswith(PREFIX)
 
 
 def _key_id(key: bytes) -> bytes:
@@ -118,15 +135,15 @@ class Codec:
         self._on_unreadable = on_unreadable
         self._reported: set[str] = set()
 
-    def seal(self, field: str, binding: str, value: Any) -> Any:
+    def seal(self, field: str, binding: str, value: Any, *, compress: bool = False) -> Any:
         """What to store for ``value`` under session key ``field`` of the session ``binding``."""
         return value
 
-    def open(self, field: str, binding: str, stored: Any, *, remember: bool = False) -> Any:
-        """The value ``stored`` holds, or :class:`Unreadable`."""
-        if isinstance(stored, bytes) and stored[:1] == VERSION:
+    def open(self, field: str, binding: str, stored: Any, *, build: Callable[[Any], Any] | None = None) -> Any:
+        """The value ``stored`` holds (``build`` of it, when given), or :class:`Unreadable`."""
+        if is_sealed(stored):
             raise self._unreadable(UNKNOWN_KEY, field)  # sealed, and session_keys is empty now
-        return stored
+        return stored if build is None else build(stored)
 
     def _unreadable(self, reason: str, field: str) -> Unreadable:
         first = reason not in self._reported
@@ -158,7 +175,7 @@ class Sealer(Codec):
         self._ciphers = {_key_id(key): AESGCM(key) for key in raw}
         self._sealing_id = _key_id(raw[0])
         self._sealing = self._ciphers[self._sealing_id]
-        self._remembered: dict[tuple[str, str, bytes], tuple[bytes, Any]] = {}
+        self._remembered: dict[tuple[str, str, str], tuple[str, Any]] = {}
         self._guard = threading.Lock()
 
     def __repr__(self) -> str:
@@ -169,54 +186,65 @@ class Sealer(Codec):
         """How many opened records this process remembers (at most :data:`REMEMBERED`)."""
         return len(self._remembered)
 
-    def seal(self, field: str, binding: str, value: Any) -> bytes:
+    def seal(self, field: str, binding: str, value: Any, *, compress: bool = False) -> str:
         if isinstance(value, str):
-            payload = _TEXT + value.encode("utf-8")
+            kind, body = _TEXT, value.encode("utf-8")
         else:
-            payload = _JSON + json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            kind, body = _JSON, json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        if compress:
+            kind, body = kind.upper(), zlib.compress(body, 6)
         nonce = os.urandom(_NONCE_BYTES)
-        sealed = VERSION + self._sealing_id + nonce + self._sealing.encrypt(nonce, payload, _aad(field, binding))
-        return sealed
+        sealed = self._sealing_id + nonce + self._sealing.encrypt(nonce, kind + body, _aad(field, binding))
+        return PREFIX + base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii")
 
-    def open(self, field: str, binding: str, stored: Any, *, remember: bool = False) -> Any:
-        """The value ``stored`` holds, or :class:`Unreadable`. ``remember``: keep the result for the
-        next request holding the same sealed value (the caller never changes it)."""
-        if not isinstance(stored, bytes):
+    def open(self, field: str, binding: str, stored: Any, *, build: Callable[[Any], Any] | None = None) -> Any:
+        """The value ``stored`` holds, or :class:`Unreadable`. With ``build``, what ``build`` makes of it,
+        remembered for the next request holding the same sealed value (so never to be changed)."""
+        if not isinstance(stored, str) or not stored.startswith(PREFIX):
             raise self._unreadable(UNSEALED, field)
-        if remember:
-            # Keyed by the nonce and tag (cheap to hash), and served only for the very same bytes
-            # (a comparison is cheaper than hashing them): a changed value is opened, and fails.
-            key = (field, binding, stored[1:_HEADER] + stored[-_TAG_BYTES:])
-            known = self._remembered.get(key)
-            if known is not None and known[0] == stored:
-                return known[1]
-        value = self._open(field, binding, stored)
-        if remember:
-            with self._guard:
-                while len(self._remembered) >= REMEMBERED:
-                    del self._remembered[next(iter(self._remembered))]
-                self._remembered[key] = (stored, value)
+        if build is None:
+            return self._open(field, binding, stored)
+        # Keyed by the key id, nonce and tag (cheap to hash), and served only for the very same
+        # text (a comparison is cheaper than hashing it): a changed value is opened, and fails.
+        key = (field, binding, stored[:_HEAD_CHARS] + stored[-_TAIL_CHARS:])
+        known = self._remembered.get(key)
+        if known is not None and known[0] == stored:
+            return known[1]
+        value = build(self._open(field, binding, stored))
+        with self._guard:
+            while len(self._remembered) >= REMEMBERED:
+                del self._remembered[next(iter(self._remembered))]
+            self._remembered[key] = (stored, value)
         return value
 
-    def _open(self, field: str, binding: str, stored: bytes) -> Any:
+    def _open(self, field: str, binding: str, stored: str) -> Any:
         from cryptography.exceptions import InvalidTag
 
-        if len(stored) < _HEADER + _TAG_BYTES + 1 or stored[:1] != VERSION:
+        encoded = stored[len(PREFIX):]
+        try:
+            sealed = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        except (binascii.Error, ValueError):
+            raise self._unreadable(MALFORMED, field) from None
+        if base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii") != encoded:
+            raise self._unreadable(MALFORMED, field)  # only the one spelling we write: the same text, the same value
+        if len(sealed) < _HEADER + _TAG_BYTES + 1:
             raise self._unreadable(MALFORMED, field)
-        cipher = self._ciphers.get(stored[1:1 + _KEY_ID_BYTES])
+        cipher = self._ciphers.get(sealed[:_KEY_ID_BYTES])
         if cipher is None:
             raise self._unreadable(UNKNOWN_KEY, field)
         try:
-            payload = cipher.decrypt(stored[1 + _KEY_ID_BYTES:_HEADER], stored[_HEADER:], _aad(field, binding))
+            payload = cipher.decrypt(sealed[_KEY_ID_BYTES:_HEADER], sealed[_HEADER:], _aad(field, binding))
         except InvalidTag:
             raise self._unreadable(TAMPERED, field) from None
         kind, body = payload[:1], payload[1:]
         try:
+            if kind in (_DEFLATED_TEXT, _DEFLATED_JSON):
+                kind, body = kind.lower(), zlib.decompress(body)
+            if kind not in (_TEXT, _JSON):
+                raise ValueError(kind)
             return body.decode("utf-8") if kind == _TEXT else json.loads(body)
-        except ValueError:  # authentic, so ours, yet not what we write: another version's format
+        except (ValueError, zlib.error):  # authentic, so ours, yet not what we write: another version's format
             raise self._unreadable(MALFORMED, field) from None
-
-
 
 
 def _aad(field: str, binding: str) -> bytes:

@@ -151,6 +151,8 @@ class MsalMiddleware:
             rule = match[1]
             handler, args = (self._api if isinstance(rule, ProtectApi) else self._protected), (rule,)
         request = Request(environ)
+        if not args:  # sign-in, sign-out, the logout channels: a sweep may be due (not on the hot path)
+            self._maybe_sweep(environ)
         return self._run(self._answer(handler, request, *args), environ, start_response)
 
     def _api(self, request: Request, rule: ProtectApi) -> WSGIApplication:
@@ -188,7 +190,7 @@ class MsalMiddleware:
         if user is None:
             return self._sign_in.challenge(request, scopes, "not signed in")
         now = time.time()
-        ended = self._lifetimes.ended(user.record, now)
+        ended, seen_due = self._lifetimes.check(user.record, now)
         if ended is not None:  # a browser signs in again and comes back here; an API caller gets 401
             self._end(view, user, ended)
             return self._sign_in.challenge(request, scopes, f"the sign-in ended ({ended})")
@@ -206,10 +208,11 @@ class MsalMiddleware:
             if not scopes:
                 self._end(view, user, ACCOUNT_REFUSED)
             return self._sign_in.challenge(request, scopes, exc.reason, exc.claims_challenge)
-        if self._lifetimes.activity_due(user.record, now):
+        if seen_due:
             current = view.user()  # as this request last saved it (a refresh notes the activity itself)
             if current is not None and self._lifetimes.activity_due(current.record, now):
                 view.touch(current, now)
+                self._maybe_sweep(request.environ)
         environ = request.environ
         environ[USER] = user.user
         environ[TOKEN] = token
@@ -288,8 +291,6 @@ class MsalMiddleware:
 
     def _answer(self, handler: Handler, request: Request, *args: Any) -> WSGIApplication:
         """``handler(request, *args)``, or the answer to the failure it raised: never a traceback."""
-        if time.monotonic() >= self._next_sweep:
-            self._maybe_sweep(request.environ)
         try:
             return handler(request, *args)
         except _HANDLED as exc:

@@ -523,10 +523,6 @@ class Settings:
             raise ConfigurationError("session_activity_interval", f"must be at most half of idle_timeout "
                                      f"({self.idle_timeout} s): a session ends between idle_timeout minus this "
                                      "interval and idle_timeout after the last request")
-        options = self.session_options or {}
-        if self.session_keys and str(options.get("data_serializer", "pickle")) == "json":
-            raise ConfigurationError("session_keys", "sealed values are bytes, which Beaker's json serializer "
-                                     "cannot store: leave session.data_serializer at pickle")
 
     @property
     def unencrypted_deployment(self) -> bool:
