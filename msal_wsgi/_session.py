@@ -604,10 +604,6 @@ class SessionView:
         self._reindex(old_id, old_keys, None)
         return ended
 
-    def sign_out(self) -> bool:
-        """End the sign-in (see :meth:`end`); returns whether someone was signed in."""
-        return self.end().signed_in
-
     def _renew_id(self, keep_flows: dict[str, Any] | None, keep: Mapping[str, Any] | None = None) -> None:
         """Take the session out of the store under its old id, then continue under a new id.
 

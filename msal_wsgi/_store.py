@@ -56,10 +56,6 @@ def logout_keys(issuer: str, *, sid: str | None = None, sub: str | None = None) 
     return keys
 
 
-def _digest(value: str) -> str:
-    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:40]
-
-
 class Store:
     """What msal_wsgi does with the session store beyond the request's own session.
 
@@ -236,7 +232,9 @@ class FileStore(Store):
         return os.path.join(self._root, "index", key[-2:], key)
 
     def index(self, keys: Iterable[str], session_id: str, until: float) -> None:
-        name = _digest(session_id) if not _safe_name(session_id) else session_id
+        if not _safe_name(session_id):
+            return  # not an id Beaker made (msal_wsgi indexes sessions under the id it renewed)
+        name = session_id
         with _failing("index could not be written"):
             for key in keys:
                 directory = self._entry_dir(key)
@@ -248,9 +246,10 @@ class FileStore(Store):
                         _remove(os.path.join(directory, old))
 
     def unindex(self, keys: Iterable[str], session_id: str) -> None:
-        name = _digest(session_id) if not _safe_name(session_id) else session_id
+        if not _safe_name(session_id):
+            return
         for key in keys:
-            _remove(os.path.join(self._entry_dir(key), name))
+            _remove(os.path.join(self._entry_dir(key), session_id))
 
     def indexed(self, key: str, now: float | None = None) -> list[str]:
         now = time.time() if now is None else now
@@ -367,8 +366,7 @@ class RedisStore(Store):
                 name = self._prefix + "index:" + key
                 pipe.zadd(name, {session_id: until})
                 pipe.zremrangebyrank(name, 0, -MAX_PER_KEY - 1)
-                pipe.expireat(name, int(until) + 60, gt=True)
-                pipe.expireat(name, int(until) + 60, nx=True)
+                pipe.expireat(name, int(until) + 60)  # the newest sign-in lasts longest
             pipe.execute()
 
     def unindex(self, keys: Iterable[str], session_id: str) -> None:
