@@ -5,7 +5,7 @@ with ``gunicorn -c gunicorn.conf.py sample_app:app`` and your own MSAL_* setting
 (``SAMPLE_SESSION_URL=redis://host:port/db`` keeps the sessions in Redis instead of
 files, for several servers behind a load balancer):
 
-* ``/``           public home page with sign-in and sign-out links;
+* ``/``           public home page with a sign-in link and a Sign out button (a form POST);
 * ``/todos``      protected: the user's to-do items, read from the to-do list API with
                   a ``TODOLIST_READ`` token; the form posts with a ``TODOLIST_READWRITE`` token.
 
