@@ -281,3 +281,72 @@ def test_sign_out_here_takes_the_session_out_of_the_logout_index(rogue):
     assert post(browser_of(app), logout_token(rogue)).status_int == 200
     assert ("logout.received", {"channel": "backchannel", "by": "sid", "sessions": 0}) in hook.events
 
+
+
+@pytest.mark.parametrize(("body", "content_type"), [
+    ('{"logout_token": "x"}', "application/json"),
+    ("logout_token=" + "a" * (65 * 1024), "application/x-www-form-urlencoded"),
+    ("logout_token=caf\xe9", "application/x-www-form-urlencoded"),
+], ids=["json", "over-64-kb", "not-ascii"])
+def test_a_back_channel_body_that_is_not_a_small_form_is_400(rogue, body, content_type):
+    answer = rp(rogue).post(PATH, body.encode("latin-1"), content_type=content_type, status=400)
+    assert answer.json["error"] == "invalid_request"
+
+
+def test_a_logout_token_of_a_tenant_not_allowed_is_400(rogue):
+    tenant, other = "aaaabbbb-0000-cccc-1111-dddd2222eeee", "ffffffff-0000-cccc-1111-dddd2222eeee"
+    app = rp(rogue, allowed_tenants=[tenant])
+    rogue.configure(user_claims={"name": "Rogue User", "tid": tenant, "sid": SID})
+    return_to_app(app, rogue.sign_in(app.get("/todos").location))
+    assert app.get("/todos").status_int == 200
+    assert post(app, logout_token(rogue, tid=other)).status_int == 400
+    assert app.get("/todos").status_int == 200
+    assert post(app, logout_token(rogue, tid=tenant)).status_int == 200
+
+
+def test_a_provider_that_cannot_be_reached_is_a_503_with_retry_after():
+    app = make_testapp("https://127.0.0.1:9/op")  # nothing listens on port 9
+    answer = app.post(PATH, {"logout_token": "a.b.c"}, status=503)
+    assert answer.json["error"] == "temporarily_unavailable" and answer.headers["Retry-After"]
+
+
+def test_front_channel_logout_is_a_get(rogue):
+    assert rp(rogue).post("/auth/frontchannel-logout", status=405).headers["Allow"] == "GET, HEAD"
+
+
+class _EntraClient:
+    """What the logout channels read of the identity client: Entra's multi-tenant issuer template."""
+
+    class provider:  # noqa: N801 - stands for IdentityClient.provider
+        issuer = "https://login.microsoftonline.com/{tenantid}/v2.0"
+
+
+@pytest.mark.parametrize(("tenant", "allowed", "status"), [
+    ("aaaabbbb-0000-cccc-1111-dddd2222eeee", (), 200),
+    ("aaaabbbb-0000-cccc-1111-dddd2222eeee", ("aaaabbbb-0000-cccc-1111-dddd2222eeee",), 200),
+    ("ffffffff-0000-cccc-1111-dddd2222eeee", ("aaaabbbb-0000-cccc-1111-dddd2222eeee",), 400),
+    ("common", (), 400),
+], ids=["any-tenant", "allowed-tenant", "tenant-not-allowed", "not-a-tenant-id"])
+def test_front_channel_logout_from_entra_fills_the_tenant_of_its_issuer(tenant, allowed, status):
+    from beaker.middleware import SessionMiddleware
+    from support.apps import settings_for
+    from support.sessions import MEMORY_SESSIONS
+    from webob import Request
+
+    from msal_wsgi import Settings
+    from msal_wsgi._session import Sessions
+    from msal_wsgi.events import Events
+    from msal_wsgi.logout import LogoutChannels
+
+    settings = Settings(**settings_for("https://login.microsoftonline.com/organizations/v2.0",
+                                       allowed_tenants=list(allowed)))
+    channels = LogoutChannels(settings, _EntraClient(), Sessions("beaker.session", "fp"), Events(None))  # type: ignore[arg-type]
+
+    def app(environ: dict, start_response: Any) -> Any:
+        return channels.frontchannel(Request(environ))(environ, start_response)
+
+    iss = f"https://login.microsoftonline.com/{tenant}/v2.0"
+    answer = TestApp(SessionMiddleware(app, MEMORY_SESSIONS)).get(
+        "/auth/frontchannel-logout", {"iss": iss, "sid": "an-entra-sid"}, status="*")
+    assert answer.status_int == status
+    assert "frame-ancestors 'self' https://login.microsoftonline.com" in answer.headers["Content-Security-Policy"]

@@ -164,3 +164,16 @@ def test_a_logout_token_id_is_new_once_until_its_time_passes(store):
     assert not store.first_use("jti-1", time.time() + 0.5)
     time.sleep(1.1)
     assert store.first_use("jti-1", time.time() + 60)  # expired: remembered afresh
+
+
+def test_another_beaker_store_deletes_ended_sessions_and_has_no_logout_index(provider, tmp_path):
+    options = {**beaker_options("file", str(tmp_path)), "session.type": "dbm"}
+    app = make_testapp(provider, session=options)
+    sign_in(app, provider)
+    old = app.cookies["sid"]
+    sign_out(app)
+    from support.sessions import stored_session
+
+    assert stored_session(old, options).is_new  # deleted through Beaker's namespace
+    assert app.post("/auth/backchannel-logout", {"logout_token": "a.b.c"}, status=400)  # refused before the index
+    assert app.middleware.sweep_sessions() == 0  # nothing to sweep by: the store's own expiry
