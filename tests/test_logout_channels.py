@@ -19,6 +19,7 @@ from support.apps import JSON, browser_of, make_testapp, return_to_app, sign_out
 from support.misbehaving import MisbehavingProvider
 from support.servers import Browser, RedisServer, free_port, sample_server
 from support.sessions import TEST_SESSION_KEYS, stored_session
+from support.urls import query_of
 from webtest import TestApp
 
 from devprovider import DevProvider
@@ -317,7 +318,7 @@ def test_front_channel_logout_is_a_get(rogue):
 class _EntraClient:
     """What the logout channels read of the identity client: Entra's multi-tenant issuer template."""
 
-    class provider:  # noqa: N801 - stands for IdentityClient.provider
+    class provider:
         issuer = "https://login.microsoftonline.com/{tenantid}/v2.0"
 
 
@@ -350,3 +351,15 @@ def test_front_channel_logout_from_entra_fills_the_tenant_of_its_issuer(tenant, 
         "/auth/frontchannel-logout", {"iss": iss, "sid": "an-entra-sid"}, status="*")
     assert answer.status_int == status
     assert "frame-ancestors 'self' https://login.microsoftonline.com" in answer.headers["Content-Security-Policy"]
+
+
+# -- sign-out here, with Entra's login_hint claim (the misbehaving provider issues it on demand) --------
+
+def test_sign_out_passes_entras_login_hint_claim_as_logout_hint(rogue):
+    app = rp(rogue)
+    rogue.configure(user_claims={"name": "Rogue User", "login_hint": "O.aW1hIGEgbG9naW4gaGludA"})
+    return_to_app(app, rogue.sign_in(app.get("/todos").location))
+    out = sign_out(app)
+    assert out.status_int == 303 and out.location.startswith(rogue.issuer + "/logout?")
+    query = query_of(out.location)
+    assert query["logout_hint"] == "O.aW1hIGEgbG9naW4gaGludA" and query["id_token_hint"].count(".") == 2
