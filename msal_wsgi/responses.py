@@ -120,7 +120,7 @@ def repost_page(action: str, fields: Mapping[str, str], *, title: str = "Signing
 
 
 def form_page(status: int, title: str, message: str, action: str, fields: Mapping[str, str],
-              button: str) -> Response:
+              button: str, *, home: str = "/") -> Response:
     """A short page with one button that POSTs ``fields`` to ``action`` (the sign-out confirmation).
 
     Not framable; no script. No ``form-action`` either: the POST's answer redirects to the provider.
@@ -128,7 +128,7 @@ def form_page(status: int, title: str, message: str, action: str, fields: Mappin
     inputs = "".join(f'<input type="hidden" name="{escape(k)}" value="{escape(v)}">' for k, v in fields.items())
     form = (f'<form method="post" action="{escape(action)}">{inputs}'
             f'<button class="button" type="submit">{escape(button)}</button></form>')
-    response = Response(_PAGE.format(title=escape(title), message=escape(message), link=form),
+    response = Response(_PAGE.format(title=escape(title), message=escape(message), link=form, home=escape(home)),
                         status=status, content_type="text/html", charset="utf-8")
     response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
     return _no_store(response)

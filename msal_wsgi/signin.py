@@ -391,7 +391,8 @@ class SignInFlow:
                    if refused else "") + ("Sign out of this application, and of your identity provider?"
                                           if signed_in is not None or refused else
                                           "You are not signed in here. Sign out of your identity provider too?")
-        return form_page(status, "Sign out", message, request.script_name + request.path_info, fields, "Sign out")
+        return form_page(status, "Sign out", message, request.script_name + request.path_info, fields, "Sign out",
+                         home=request.script_name + "/")
 
 def _small_form(request: Request, limit: int = 4096) -> dict[str, str]:
     """The fields of a small urlencoded POST body, each taken once; anything else: none."""
