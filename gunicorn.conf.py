@@ -25,3 +25,15 @@ timeout = 30
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "")
 accesslog = "-"
 loglevel = "info"
+
+# -- stopping: Ctrl-C of ./scripts/run-sample ends everything within 3 s -----------
+graceful_timeout = 2  # the longest a stop waits for workers (default 30), then kills them
+
+
+def worker_int(worker):
+    """Ctrl-C or SIGQUIT, gunicorn's quick shutdown: end the worker at once.
+
+    A gthread worker's exit waits for its threads, and one may be blocked reading
+    a browser's idle connection until the master kills it at graceful_timeout.
+    """
+    os._exit(0)

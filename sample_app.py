@@ -5,7 +5,8 @@ with ``gunicorn -c gunicorn.conf.py sample_app:app`` and your own MSAL_* setting
 (``SAMPLE_SESSION_URL=redis://host:port/db`` keeps the sessions in Redis instead of
 files, for several servers behind a load balancer):
 
-* ``/``           public home page; every page's nav says who is signed in (Sign out) or offers Sign in;
+* ``/``           public home page; every page's nav says who is signed in (with a Sign out button,
+                  a form POST) or offers Sign in;
 * ``/todos``      protected: the user's to-do items, read from the to-do list API with
                   a ``TODOLIST_READ`` token; the form posts with a ``TODOLIST_READWRITE`` token.
 
@@ -53,9 +54,10 @@ log = logging.getLogger("sample_app")
 
 STYLESHEET = Path(__file__).resolve().parent / "static" / "sample.css"
 #: Every answer of the sample: its own stylesheet only, no script, no framing (clickjacking of the add form).
+#: No form-action: a form POST that needs a sign-in is redirected to the provider, which form-action would block.
 SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-                               "frame-ancestors 'none'; base-uri 'none'",
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; "
+                               "base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
@@ -89,7 +91,8 @@ def page(request: Request, title: str, body: str, status: int = 200, retry_after
         who = f'<span class="who"><a href="{root}/auth/login?next={root}/todos" id="sign-in">Sign in</a></span>'
     else:
         who = (f'<span class="who"><span id="signed-in-as">{escape(user.name)}</span>'
-               f'<a href="{root}/auth/logout" id="sign-out">Sign out</a></span>')
+               f'<form method="post" action="{root}/auth/logout" class="inline">'
+               f'<button type="submit" id="sign-out">Sign out</button></form></span>')
     html = _PAGE.format(title=escape(title), body=body, root=root, who=who)
     response = Response(html, status=status, content_type="text/html", charset="utf-8")
     if retry_after is not None:
@@ -99,7 +102,7 @@ def page(request: Request, title: str, body: str, status: int = 200, retry_after
 
 def add_form(description: str = "", button: str = "Add") -> str:
     """The add form, with a new idempotency key: the API adds one item per key, however often it is sent."""
-    return (f'<form method="post" class="add"><label for="description">New item</label>'
+    return (f'<form method="post" class="add" id="add"><label for="description">New item</label>'
             f'<input type="text" id="description" name="description" required maxlength="200" '
             f'value="{escape(description)}">'
             f'<input type="hidden" name="idempotency_key" value="{secrets.token_urlsafe(16)}">'
@@ -267,6 +270,31 @@ def session_store(url: str | None) -> tuple[dict[str, str], str]:
     return {"type": "ext:redis", "url": url}, url
 
 
+# -- sessions (issue 11) ---------------------------------------------------------
+
+def dev_session_key(data_dir: Path) -> str:
+    """The sample's session key: made once in ``data_dir/session-key`` (readable by its owner only), then
+    reused, so sessions survive restarts. In production, set ``MSAL_SESSION_KEYS`` from a secret store."""
+    from msal_wsgi.crypto import make_key
+
+    path = data_dir / "session-key"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        draft = data_dir / f"session-key.{os.getpid()}"
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(make_key() + "\n")
+        try:
+            os.link(draft, path)  # atomic, and only once: the workers starting together agree on one key
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_text().strip()
+
+# -- end of sessions
+
+
 def make_app(env: dict[str, str] | None = None) -> Any:
     """The sample behind msal_wsgi behind Beaker sessions (files, or Redis), configured from ``env``."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
@@ -277,6 +305,10 @@ def make_app(env: dict[str, str] | None = None) -> Any:
         defaults["protect"] = {"/todos": Protect(read=[TODOLIST_READ], write=[TODOLIST_READWRITE])}
     if "MSAL_SESSION_LOCK" not in env:
         defaults["session_lock"] = lock
+    # -- sessions (issue 11): sealed with a development key made once, unless MSAL_SESSION_KEYS sets keys
+    if "MSAL_SESSION_KEYS" not in env:
+        defaults["session_keys"] = [dev_session_key(Path(env.get("SAMPLE_DATA_DIR", DATA_DIR)))]
+    # -- end of sessions
     settings = Settings.from_env(env, **defaults)
     endpoint = env.get("TODOLIST_ENDPOINT")
     if not endpoint or not endpoint.startswith(("http://", "https://")):

@@ -3,7 +3,7 @@
 msal_wsgi protects it (a :class:`~msal_wsgi.ProtectApi` prefix): every request carries a bearer
 token for ``api://todo``, and the app only reads who called from ``environ['msal_wsgi.caller']``.
 Run it with ``gunicorn -c gunicorn.conf.py todo_api:app`` (``./scripts/run-sample`` does, on port
-5001), configured by ``MSAL_*`` variables of its own: ``MSAL_CLIENT_ID`` (the API's registration),
+5010, SAMPLE_API_PORT), configured by ``MSAL_*`` variables of its own: ``MSAL_CLIENT_ID`` (the API's registration),
 ``MSAL_AUTHORITY`` or ``MSAL_OIDC_AUTHORITY``; ``MSAL_API_AUDIENCE`` and ``MSAL_PROTECT`` default to
 the rule below. It needs no redirect URI and no secret.
 

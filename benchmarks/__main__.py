@@ -2,7 +2,8 @@
 
 Options: ``--no-load`` skips the gunicorn runs; ``--store file`` times the in-process
 stacks with Beaker file sessions instead of memory sessions; ``--api`` runs the API
-sections alone.
+sections alone; ``--plain`` stores msal_wsgi's session values unsealed (no ``session_keys``)
+instead of sealed with AES-256-GCM, the default.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import msal
 import msal_wsgi
 from devprovider import DevProvider
 
-from . import hot_path
+from . import fixtures, hot_path
 from .fixtures import consented_user, provider, signed_in_user
 
 
@@ -29,7 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", choices=["memory", "file"], default="memory",
                         help="Beaker store for the in-process stacks (default: memory)")
     parser.add_argument("--api", action="store_true", help="only the API sections (protected web API)")
+    parser.add_argument("--plain", action="store_true", help="sessions unsealed (no session_keys)")
     args = parser.parse_args(argv)
+    if args.plain:
+        fixtures.SESSION_KEYS = ()
     started = time.monotonic()
     print(f"msal_wsgi {msal_wsgi.__version__}, msal {msal.__version__}, Beaker {beaker.__version__}, "
           f"Python {platform.python_version()}, {platform.machine()}")
@@ -47,7 +51,9 @@ def run_web(dev: DevProvider, store: str, data_dir: str, *, load: bool) -> bool:
     users = [signed_in_user(dev, f"bench{n}", n) for n in (1, 5, 20)]
     print(f"\nSigned in {len(users)} users through the local provider ({dev.issuer}).")
 
-    print(f"\n== Hot path, in process (Beaker {store} sessions, save_accessed_time=False) ==")
+    sealed = "sealed with AES-256-GCM" if fixtures.SESSION_KEYS else "unsealed (--plain)"
+    print(f"\n== Hot path, in process (Beaker {store} sessions, save_accessed_time=False, msal_wsgi's values "
+          f"{sealed}) ==")
     results = hot_path.Bench(dev, users[0], store, data_dir).measure([k for _, k in hot_path.STACKS])
     print(hot_path.table(results))
     print("Session writes are counted by Beaker namespace classes whose __setitem__/__delitem__ count;\n"
@@ -55,8 +61,15 @@ def run_web(dev: DevProvider, store: str, data_dir: str, *, load: bool) -> bool:
     print(hot_path.targets(results))
     ok = "FAIL" not in hot_path.targets(results)
 
+    inside, after = hot_path.activity_writes(dev, users[0])
+    print(f"Activity tracking (idle_timeout=4, session_activity_interval=2): 200 requests inside the interval "
+          f"cause {inside} session writes; 200 more right after it, {after}.")
+
     print("\n== Growth with the number of access tokens the user holds (1, 5, 20 resources) ==")
     print(hot_path.scaling(dev, users, store, data_dir))
+    targets = hot_path.size_targets(users)
+    print(targets)
+    ok &= "FAIL" not in targets
 
     print("\n== A stock provider: one grant (msal cache, refresh token) per resource consented to ==")
     with provider(mode="stock") as stock:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import json
-import pickle
 import statistics
 import time
 from dataclasses import dataclass
@@ -19,10 +18,9 @@ from typing import Any, Callable
 from webob import Request
 
 from devprovider import DevProvider
-from msal_wsgi import _environ as K
 
 from . import stacks
-from .fixtures import TODO_READ, SignedInUser, beaker_options, counting, seed_session, settings_for
+from .fixtures import TODO_READ, SignedInUser, beaker_options, bench_settings, counting, seed_session, stored_bytes
 
 #: (label, stack kind), in the order of the table.
 STACKS = [
@@ -60,9 +58,9 @@ def session_data(kind: str, user: SignedInUser) -> dict[str, Any]:
     """What each stack finds in the session of the same signed-in user."""
     if kind == "node_pattern":
         account = next(iter(json.loads(user.cache)["Account"].values()))
-        return {stacks.NODE_CACHE: user.cache, stacks.NODE_ACCOUNT: account}
+        return {stacks.NODE_CACHE: user.full_cache, stacks.NODE_ACCOUNT: account}
     if kind == "identity_web":
-        return {stacks.IDENTITY_CACHE: user.cache, stacks.IDENTITY_USER: user.record["claims"]}
+        return {stacks.IDENTITY_CACHE: user.full_cache, stacks.IDENTITY_USER: user.record["claims"]}
     return dict(user.session)
 
 
@@ -70,12 +68,12 @@ class Bench:
     """The five stacks for one user and one session store, ready to be timed."""
 
     def __init__(self, dev: DevProvider, user: SignedInUser, store: str = "memory", data_dir: str | None = None,
-                 *, save_accessed_time: bool = False) -> None:
+                 *, save_accessed_time: bool = False, **overrides: Any) -> None:
         self.dev = dev
         self.store = store
         beaker = beaker_options(store, data_dir)
         beaker["session.save_accessed_time"] = save_accessed_time
-        settings = settings_for(dev)
+        settings = bench_settings(dev, **overrides)
         http_cache: dict[Any, Any] = {}
         self.apps: dict[str, Callable[..., Any]] = {}
         self.environs: dict[str, dict[str, Any]] = {}
@@ -140,11 +138,12 @@ def added_us(results: dict[str, Result]) -> float:
     return statistics.median(c - b for b, c in pairs)
 
 
-def session_bytes(user: SignedInUser) -> tuple[int, int]:
-    """Bytes a server-side store keeps for the signed-in user: the pickled session, and msal's caches' JSON."""
-    earlier = user.session.get(K.SESSION_GRANTS) or []
-    return (len(pickle.dumps(user.session, pickle.HIGHEST_PROTOCOL)),
-            len(user.cache) + sum(len(grant["cache"]) for grant in earlier))
+def session_bytes(user: SignedInUser) -> tuple[int, int, int]:
+    """Bytes a server-side store keeps for the signed-in user (the pickled session, msal_wsgi's values
+    sealed; the same as Beaker stores it), and those of the msal caches it stands for, as msal
+    serializes them (access tokens in)."""
+    pickled, beaker = stored_bytes(user.session)
+    return pickled, user.msal_bytes(), beaker
 
 
 def table(results: dict[str, Result]) -> str:
@@ -186,7 +185,9 @@ def scaling(dev: DevProvider, users: list[SignedInUser], store: str, data_dir: s
     lines.append(f"{'(c) minus (b), paired':<28}" + "".join(f"{v:>+10.1f}" for v in added))
     sizes = [session_bytes(u) for u in users]
     lines.append(f"{'session bytes (pickled)':<28}" + "".join(f"{s[0]:>10}" for s in sizes))
-    lines.append(f"{'  of which msal token caches':<28}" + "".join(f"{s[1]:>10}" for s in sizes))
+    lines.append(f"{'  as Beaker stores them':<28}" + "".join(f"{s[2]:>10}" for s in sizes))
+    lines.append(f"{'msal caches, as msal keeps':<28}" + "".join(f"{s[1]:>10}" for s in sizes))
+    lines.append(f"{'  session / msal caches':<28}" + "".join(f"{s[0] / s[1]:>10.2f}" for s in sizes))
     return "\n".join(lines)
 
 
@@ -194,3 +195,24 @@ def accessed_time_writes(dev: DevProvider, user: SignedInUser, n: int = 200) -> 
     """Session writes msal_wsgi's hot path causes under Beaker's default ``save_accessed_time=True``."""
     bench = Bench(dev, user, "memory", save_accessed_time=True)
     return bench.run("msal_wsgi", n)[2]
+
+
+def activity_writes(dev: DevProvider, user: SignedInUser, interval: int = 2, n: int = 200) -> tuple[int, int]:
+    """Session writes of ``n`` msal_wsgi requests inside the activity interval, then of ``n`` more right after it."""
+    bench = Bench(dev, user, "memory", idle_timeout=2 * interval, session_activity_interval=interval)
+    inside = bench.run("msal_wsgi", n)[2]
+    time.sleep(interval + 0.05)
+    return inside, bench.run("msal_wsgi", n)[2]
+
+
+#: The session may hold at most this many times the bytes of the msal caches it stands for (issue 11).
+MAX_SIZE_RATIO = 1.1
+
+
+def size_targets(users: list[SignedInUser]) -> str:
+    checks = []
+    for user in users:
+        stored, msal, _ = session_bytes(user)
+        checks.append((f"session of a user with {user.resources} resources <= {MAX_SIZE_RATIO} x the msal caches",
+                       f"{stored} / {msal} bytes = {stored / msal:.2f}", stored <= MAX_SIZE_RATIO * msal))
+    return "\n".join(f"  [{'PASS' if ok else 'FAIL'}] {name}: {value}" for name, value, ok in checks)

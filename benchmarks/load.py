@@ -22,6 +22,7 @@ import requests
 
 from devprovider import DevProvider
 
+from . import fixtures
 from .fixtures import ROOT, SignedInUser, beaker_options, free_port, seed_session
 
 WORKERS, THREADS = 2, 2
@@ -95,7 +96,8 @@ def run(dev: DevProvider, user: SignedInUser, data_dir: str) -> tuple[str, bool]
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     headers = [f"Cookie: sid={sid}", "Accept: application/json"]
-    env = {"BENCH_ISSUER": dev.issuer, "BENCH_SESSION_DIR": data_dir, "REQUESTS_CA_BUNDLE": str(dev.ca_path)}
+    env = {"BENCH_ISSUER": dev.issuer, "BENCH_SESSION_DIR": data_dir, "REQUESTS_CA_BUNDLE": str(dev.ca_path),
+           "BENCH_SESSION_KEYS": " ".join(fixtures.SESSION_KEYS)}
     with tempfile.TemporaryDirectory(prefix="msal-wsgi-gunicorn-") as workdir:
         process = _serve("benchmarks.stacks:load_app()", env, workdir, port)
         try:

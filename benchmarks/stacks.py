@@ -23,7 +23,7 @@ from beaker.middleware import SessionMiddleware
 
 from msal_wsgi import TOKEN, MsalMiddleware
 
-from .fixtures import SESSION_USER, beaker_options, settings_for
+from .fixtures import SESSION_USER, beaker_options, bench_settings
 
 WSGIApp = Callable[[dict, Callable[..., Any]], Iterable[bytes]]
 _OK = [("Content-Type", "text/plain"), ("Content-Length", "2")]
@@ -133,7 +133,8 @@ def load_app() -> WSGIApp:
 
     ``/todos/...``: msal_wsgi; ``/session/...``: session only; anything else: public.
     """
-    settings = settings_for(os.environ["BENCH_ISSUER"])
+    keys = os.environ.get("BENCH_SESSION_KEYS", "")
+    settings = bench_settings(os.environ["BENCH_ISSUER"], session_keys=tuple(keys.split()))
     beaker = beaker_options("file", os.environ["BENCH_SESSION_DIR"], count=False)
     return by_prefix({"/todos": build("msal_wsgi", settings, beaker, []),
                       "/session": build("session_only", settings, beaker, [])}, tiny_app)

@@ -19,15 +19,19 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Callable, Self
+from typing import TYPE_CHECKING, Any, Callable, Optional
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import requests
 import trustme
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+
+if TYPE_CHECKING:  # typing.Self is Python 3.11+
+    from typing_extensions import Self
 
 __all__ = [
     "DEVPROVIDER_DIR",
@@ -51,23 +55,43 @@ class DevProviderError(RuntimeError):
     """The provider failed to start or answered a browser step unexpectedly."""
 
 
-def make_ca(directory: Path | str) -> tuple[Path, Path, Path]:
+def make_ca(directory: Path | str, *, keep: bool = False) -> tuple[Path, Path, Path]:
     """Write a fresh test CA and a server certificate for 127.0.0.1 and localhost.
 
     Returns the paths of the CA certificate, the server certificate chain and
-    the server private key (all PEM).
+    the server private key (all PEM). With ``keep``, the files an earlier call
+    wrote to ``directory`` are used as they are, while the certificate is still
+    valid, issued by that CA, and the key's: what trusts the CA (a browser,
+    ``REQUESTS_CA_BUNDLE``) goes on trusting the provider.
     """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    ca = trustme.CA()
-    server = ca.issue_cert("127.0.0.1", "localhost")
     ca_path = directory / "ca.pem"
     cert_path = directory / "server-cert.pem"
     key_path = directory / "server-key.pem"
+    if keep and _issued_by(ca_path, cert_path, key_path):
+        return ca_path, cert_path, key_path
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1", "localhost")
     ca.cert_pem.write_to_path(str(ca_path))
     cert_path.write_bytes(b"".join(blob.bytes() for blob in server.cert_chain_pems))
     server.private_key_pem.write_to_path(str(key_path))
     return ca_path, cert_path, key_path
+
+
+def _issued_by(ca_path: Path, cert_path: Path, key_path: Path) -> bool:
+    """Whether ``cert_path`` (its first certificate) is valid now, issued by ``ca_path``, for the key ``key_path``."""
+    try:
+        ca = x509.load_pem_x509_certificate(ca_path.read_bytes())
+        certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        certificate.verify_directly_issued_by(ca)
+    except (OSError, ValueError, TypeError, InvalidSignature):
+        return False
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return (certificate.not_valid_before_utc <= now < certificate.not_valid_after_utc
+            and key.public_key().public_bytes(*spki) == certificate.public_key().public_bytes(*spki))
 
 
 def make_client_certificate(directory: Path | str, name: str = "client-cert") -> tuple[Path, Path]:
@@ -175,7 +199,7 @@ def forms(html: str) -> list[Form]:
 
 
 #: A browser step: (method, absolute URL, form data or None).
-_Step = tuple[str, str, dict[str, str] | None]
+_Step = tuple[str, str, Optional[dict[str, str]]]  # Optional: evaluated at run time, on Python 3.9 too
 
 
 class DevProvider:
@@ -199,7 +223,7 @@ class DevProvider:
     # -- lifecycle -----------------------------------------------------------
 
     def start(self, workdir: Path | str, port: int = 0, *, mode: str = "entra", tls_of: DevProvider | None = None,
-              **env: str | int) -> Self:
+              keep_ca: bool = False, **env: str | int) -> Self:
         """Start the provider (port 0: a free one) with extra ``OP_*`` env variables.
 
         ``mode`` is ``"entra"`` (Entra-like: one consent and one refresh token for every
@@ -211,7 +235,9 @@ class DevProvider:
         ``client-cert.pem`` (key and certificate, see :attr:`client_certificate_path`)
         is the certificate credential of the client ``todo-web-cert``. The TLS
         server certificate is issued by a new CA, or is that of the running
-        provider ``tls_of``, so that what trusts one trusts both.
+        provider ``tls_of``, so that what trusts one trusts both. ``keep_ca``
+        reuses the CA and certificate an earlier start left in ``workdir``
+        (:func:`make_ca` with ``keep``), as ``./scripts/run-sample`` does.
         """
         if self.process is not None:
             raise DevProviderError("provider already started")
@@ -221,7 +247,7 @@ class DevProvider:
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         if tls_of is None:
-            ca_path, cert_path, key_path = make_ca(workdir)
+            ca_path, cert_path, key_path = make_ca(workdir, keep=keep_ca)
         elif tls_of.ca_path and tls_of.server_cert_path and tls_of.server_key_path:
             ca_path, cert_path, key_path = tls_of.ca_path, tls_of.server_cert_path, tls_of.server_key_path
         else:

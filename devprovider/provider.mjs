@@ -37,6 +37,10 @@
 //   OP_MODE          entra (default) or stock, see above
 //   OP_ISSUER_ORIGIN the origin the issuer is announced at (default: https://127.0.0.1:PORT), for a
 //                    proxy in front of the provider that must look like the provider itself
+//   OP_BACKCHANNEL_LOGOUT  comma-separated CLIENT_ID=URI pairs: those clients register URI as their
+//                    backchannel_logout_uri (with backchannel_logout_session_required, so their id
+//                    tokens carry sid); ending a session at the provider POSTs a logout token there,
+//                    loopback addresses included (OpenID Connect Back-Channel Logout 1.0)
 //
 // Web APIs, as Entra app registrations that expose them:
 //   * todo-daemon and todo-daemon-norole get app-only tokens for api://todo with the client
@@ -74,6 +78,10 @@ const REFRESH_IN = Number(env('OP_REFRESH_IN', '2'));
 const CLIENT_CERT = env('OP_CLIENT_CERT');
 const MODE = env('OP_MODE', 'entra');
 const MOUNT = '/op';
+const BACKCHANNEL = new Map(env('OP_BACKCHANNEL_LOGOUT', '').split(',').filter(Boolean).map((pair) => {
+  const at = pair.indexOf('=');
+  return [pair.slice(0, at), pair.slice(at + 1)];
+}));
 if (!['entra', 'stock'].includes(MODE)) {
   console.error(`provider.mjs: OP_MODE must be entra or stock, not ${MODE}`);
   process.exit(2);
@@ -143,6 +151,17 @@ const CONFIDENTIAL = {
 
 const SHORT_TTL_CLIENTS = new Set(['todo-web-short', 'todo-web-rotating']);
 
+/** A web client: confidential, and with the back-channel logout URI OP_BACKCHANNEL_LOGOUT gives it, if any. */
+function webClient(clientId, secret) {
+  const logout = BACKCHANNEL.get(clientId);
+  return {
+    client_id: clientId,
+    client_secret: secret,
+    ...CONFIDENTIAL,
+    ...(logout ? { backchannel_logout_uri: logout, backchannel_logout_session_required: true } : {}),
+  };
+}
+
 // Entra-like app roles: what the client credentials tokens of each daemon carry in "roles".
 const APP_ROLES = new Map([
   ['todo-daemon', ['ToDoList.ReadWrite.All']],
@@ -193,10 +212,10 @@ const issuer = (port) => `${ISSUER_ORIGIN || `https://127.0.0.1:${port}`}${MOUNT
 
 const configuration = {
   clients: [
-    { client_id: 'todo-web', client_secret: 'todo-web-secret', ...CONFIDENTIAL },
-    { client_id: 'todo-web-short', client_secret: 'todo-web-short-secret', ...CONFIDENTIAL },
-    { client_id: 'todo-web-rotating', client_secret: 'todo-web-rotating-secret', ...CONFIDENTIAL },
-    { client_id: 'todo-web-refresh-in', client_secret: 'todo-web-refresh-in-secret', ...CONFIDENTIAL },
+    webClient('todo-web', 'todo-web-secret'),
+    webClient('todo-web-short', 'todo-web-short-secret'),
+    webClient('todo-web-rotating', 'todo-web-rotating-secret'),
+    webClient('todo-web-refresh-in', 'todo-web-refresh-in-secret'),
     ...(CLIENT_CERT ? [certificateClient(CLIENT_CERT)] : []),
     { client_id: 'todo-daemon', client_secret: 'todo-daemon-secret', ...DAEMON },
     { client_id: 'todo-daemon-norole', client_secret: 'todo-daemon-norole-secret', ...DAEMON },
@@ -233,6 +252,7 @@ const configuration = {
     revocation: { enabled: true },
     introspection: { enabled: true },
     rpInitiatedLogout: { enabled: true },
+    backchannelLogout: { enabled: true },
     resourceIndicators: {
       enabled: true,
       // Entra-like: the resource is named by the requested scopes' "api://X/" prefix.
@@ -252,6 +272,12 @@ const configuration = {
     },
   },
   pkce: { required: () => false },
+  // oidc-provider's outgoing requests (logout tokens) refuse special-use addresses, loopback included
+  // (SSRF protection); the apps under test listen on loopback, so requests to it go without that check.
+  async fetch(url, options) {
+    if (loopbackUrl(String(url))) delete options.dispatcher;
+    return globalThis.fetch(url, options);
+  },
   ttl: {
     AccessToken: (ctx, token, client) => (SHORT_TTL_CLIENTS.has(client.clientId) ? SHORT_AT_TTL : AT_TTL),
     AuthorizationCode: 60,
@@ -439,6 +465,10 @@ server.listen(PORT, '127.0.0.1', () => {
   });
 
   provider.registerGrantType(OBO_GRANT, onBehalfOf, ['assertion', 'scope', 'requested_token_use']);
+
+  provider.on('backchannel.error', (ctx, err, client) => {
+    console.error(`back-channel logout to ${client.backchannelLogoutUri} failed: ${err.message}`);
+  });
 
   callback = provider.callback();
   process.stdout.write(`READY ${issuer(port)}\n`);

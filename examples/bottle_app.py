@@ -1,6 +1,7 @@
 """Bottle: wrap the Bottle app like any WSGI app.
 
-Configure with the MSAL_* variables, then serve ``bottle_app:application`` with any WSGI server.
+Configure with the MSAL_* variables, then serve ``bottle_app:application`` with any WSGI server:
+``waitress-serve --listen=localhost:5001 bottle_app:application`` (5000 is the sample's).
 """
 
 import os

@@ -1,7 +1,7 @@
 """Flask: msal_wsgi wraps ``app.wsgi_app``, Beaker sessions wrap both.
 
 Configure with MSAL_CLIENT_ID, MSAL_CLIENT_SECRET, MSAL_AUTHORITY (or MSAL_OIDC_AUTHORITY),
-MSAL_REDIRECT_URI and MSAL_PROTECT, then run ``flask --app flask_app run``.
+MSAL_REDIRECT_URI and MSAL_PROTECT, then run ``flask --app flask_app run --port 5001`` (5000 is the sample's).
 """
 
 import os

@@ -1,6 +1,7 @@
 """Plain WebOb: a ``wsgify`` function; msal_wsgi installs Beaker itself from ``session_options``.
 
-Configure with the MSAL_* variables, then serve ``webob_app:application`` with any WSGI server.
+Configure with the MSAL_* variables, then serve ``webob_app:application`` with any WSGI server:
+``waitress-serve --listen=localhost:5001 webob_app:application`` (5000 is the sample's).
 """
 
 import os

@@ -6,6 +6,10 @@ so every operation here takes the serialized cache in and hands the new one
 back; msal's own ``token_cache`` attribute is a router that forwards to the
 cache of the operation in progress on the current thread. msal's result dicts
 and exceptions are translated into :mod:`msal_wsgi.errors` here and nowhere else.
+
+The caches handed back hold no access tokens (:func:`stored_cache`): the session's
+index of access tokens holds each one once, and an operation that needs msal's cache
+gets them back in it (``known`` tokens), as msal itself would have kept them.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote_plus, urlsplit
@@ -80,6 +84,7 @@ _CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client"})
 _UNAVAILABLE = (requests.RequestException, msal.exceptions.MsalServiceError)
 #: msal never serves a cached access token with less than this left (seconds).
 EXPIRY_MARGIN = 300
+_AT = msal.TokenCache.CredentialType.ACCESS_TOKEN
 
 
 def still_fresh(expires_on: float, refresh_on: float | None, now: float) -> bool:
@@ -390,7 +395,7 @@ class IdentityClient:
             if not result.get("refresh_token"):
                 log.warning("the provider issued no refresh token: every token will need a new sign-in; "
                             "providers that follow OpenID Connect Core §11 issue one only with prompt=consent")
-            return Redemption(accounts[0]["home_account_id"], claims, token, cache.serialize(),
+            return Redemption(accounts[0]["home_account_id"], claims, token, stored_cache(cache),
                               _granted(scopes, result))
 
     def _validated_id_token(self, id_token: object, provider: Provider, *, nonce: str | None,
@@ -447,44 +452,116 @@ class IdentityClient:
             return token
 
     def acquire_silent(self, cache_blob: str, account_id: str, scopes: tuple[str, ...], *,
-                       subject: str | None = None, claims_challenge: str | None = None
-                       ) -> tuple[AccessToken, str | None]:
+                       subject: str | None = None, claims_challenge: str | None = None,
+                       known: Sequence[AccessToken] = ()) -> tuple[AccessToken, str | None]:
         """A token for ``scopes`` from the cache or by refresh token.
 
-        Returns the token and the new serialized cache, or ``None`` when unchanged. An id_token
+        ``known`` are the account's access tokens the session indexes, put back into msal's cache
+        first, so msal serves one that covers ``scopes`` as it would have. Returns the token and
+        the new serialized cache (:func:`stored_cache`), or ``None`` when unchanged. An id_token
         that comes with a refresh is validated like the first, and must name ``subject``.
+        """
+        provider = self.provider
+        cache = _cache_with(cache_blob, account_id, self._settings.client_id, known)
+        with self._router.using(cache):
+            account = self._account(account_id)
+            now = time.time()
+            result = self._silent(list(scopes), account, claims_challenge=claims_challenge)
+            self._check_refreshed_id_token(result, provider, subject)
+            token = _token(result, scopes, now, cache)
+            if token is None:
+                raise ProviderUnavailable("the token endpoint answered without an access token")
+            return token, (stored_cache(cache) if cache.has_state_changed else None)
+
+    def recheck(self, cache_blob: str, account_id: str, *, subject: str | None = None) -> str:
+        """Ask the provider whether the account may still sign in: a refresh of the sign-in itself
+        (``openid profile offline_access``, ``force_refresh``), whose id_token is validated like the
+        first. Returns the new cache; :class:`InteractionRequired` when the provider refuses
+        (the account was disabled, its grant revoked, the refresh token expired).
         """
         provider = self.provider
         cache = msal.SerializableTokenCache()
         cache.deserialize(cache_blob)
         with self._router.using(cache):
-            app = self._msal
-            account = next((a for a in app.get_accounts() if a.get("home_account_id") == account_id), None)
-            if account is None:
-                raise InteractionRequired("the signed-in account is not in the token cache")
-            now = time.time()
+            account = self._account(account_id)
+            result = self._silent([], account, force_refresh=True)
+            self._check_refreshed_id_token(result, provider, subject)
+            return stored_cache(cache)
+
+    def _account(self, account_id: str) -> dict[str, Any]:
+        account = next((a for a in self._msal.get_accounts() if a.get("home_account_id") == account_id), None)
+        if account is None:
+            raise InteractionRequired("the signed-in account is not in the token cache")
+        return account  # type: ignore[no-any-return]
+
+    def _silent(self, scopes: list[str], account: Mapping[str, Any], *, claims_challenge: str | None = None,
+                force_refresh: bool = False) -> Mapping[str, Any]:
+        """msal's silent acquisition (cache, else refresh token), its answer checked and translated."""
+        try:
+            result = self._msal.acquire_token_silent_with_error(
+                scopes, account, claims_challenge=claims_challenge, force_refresh=force_refresh)
+        except _UNAVAILABLE as exc:
+            raise ProviderUnavailable(f"token endpoint unavailable: {_describe(exc)}") from None
+        except ValueError as exc:  # malformed JSON from the token endpoint
+            raise ProviderUnavailable(f"malformed answer from the token endpoint: {exc}") from None
+        if result is None:
+            raise InteractionRequired("no refresh token for this account")
+        _raise_for_error(result)
+        _check_token_type(result, ProviderUnavailable(
+            f"the token endpoint answered a {str(result.get('token_type'))[:40]!r} token, not Bearer (RFC 6750)"))
+        return result  # type: ignore[no-any-return]
+
+    def _check_refreshed_id_token(self, result: Mapping[str, Any], provider: Provider, subject: str | None) -> None:
+        if "id_token" in result:
             try:
-                result = app.acquire_token_silent_with_error(
-                    list(scopes), account, claims_challenge=claims_challenge)
-            except _UNAVAILABLE as exc:
-                raise ProviderUnavailable(f"token endpoint unavailable: {_describe(exc)}") from None
-            except ValueError as exc:  # malformed JSON from the token endpoint
-                raise ProviderUnavailable(f"malformed answer from the token endpoint: {exc}") from None
-            if result is None:
-                raise InteractionRequired("no refresh token for this account")
-            _raise_for_error(result)
-            _check_token_type(result, ProviderUnavailable(
-                f"the token endpoint answered a {str(result.get('token_type'))[:40]!r} token, not Bearer (RFC 6750)"))
-            if "id_token" in result:
-                try:
-                    self._validated_id_token(result["id_token"], provider, nonce=None, subject=subject)
-                except ResponseRejected as exc:
-                    log.warning("refresh answer refused: %s", exc.detail)
-                    raise InteractionRequired(f"the refreshed id_token was refused: {exc.detail}") from None
-            token = _token(result, scopes, now, cache)
-            if token is None:
-                raise ProviderUnavailable("the token endpoint answered without an access token")
-            return token, (cache.serialize() if cache.has_state_changed else None)
+                self._validated_id_token(result["id_token"], provider, nonce=None, subject=subject)
+            except ResponseRejected as exc:
+                log.warning("refresh answer refused: %s", exc.detail)
+                raise InteractionRequired(f"the refreshed id_token was refused: {exc.detail}") from None
+
+
+def stored_cache(cache: msal.SerializableTokenCache) -> str:
+    """msal's cache as the session keeps it: compact JSON, without the access tokens (the session's
+    index has them; :func:`_cache_with` puts them back)."""
+    state = json.loads(cache.serialize())
+    state.pop(_AT, None)
+    return json.dumps(state, separators=(",", ":"))
+
+
+def id_token_of(cache_blob: str) -> str | None:
+    """The newest id_token in a stored cache (for ``id_token_hint`` at sign-out), if any."""
+    try:
+        entries = json.loads(cache_blob).get(msal.TokenCache.CredentialType.ID_TOKEN) or {}
+    except (ValueError, AttributeError):
+        return None
+    tokens = [e for e in entries.values() if isinstance(e, dict) and isinstance(e.get("secret"), str)]
+    return tokens[-1]["secret"] if tokens else None
+
+
+def _cache_with(cache_blob: str, account_id: str, client_id: str,
+                known: Sequence[AccessToken]) -> msal.SerializableTokenCache:
+    """msal's cache from the session: ``cache_blob`` with the ``known`` access tokens of the account back in,
+    as msal would have added them (the environment and realm of its id token, the scopes as target)."""
+    cache = msal.SerializableTokenCache()
+    cache.deserialize(cache_blob)
+    if known:
+        where = next(iter(cache.search(msal.TokenCache.CredentialType.ID_TOKEN,
+                                       query={"home_account_id": account_id})), None) \
+            or next(iter(cache.search(msal.TokenCache.CredentialType.ACCOUNT,
+                                      query={"home_account_id": account_id})), None)
+        if where is not None:
+            now = str(int(time.time()))
+            for token in known:
+                entry = {"credential_type": _AT, "secret": token.value, "home_account_id": account_id,
+                         "environment": where.get("environment"), "client_id": client_id,
+                         "target": " ".join(sorted(token.scopes)), "realm": where.get("realm"),
+                         "token_type": "Bearer", "cached_at": now, "expires_on": str(token.expires_on),
+                         "extended_expires_on": str(token.expires_on)}
+                if token.refresh_on:
+                    entry["refresh_on"] = str(token.refresh_on)
+                cache.modify(_AT, entry, entry)
+            cache.has_state_changed = False  # as the session had it
+    return cache
 
 
 def _granted(asked: tuple[str, ...], result: Mapping[str, Any]) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ._msal import IdentityClient
+from .crypto import make_key
 from .errors import ConfigurationError, ProviderUnavailable
 from .settings import ENV_VARS, Settings
 
@@ -43,7 +44,13 @@ def main(argv: list[str] | None = None, *, env: Mapping[str, str] | None = None,
     check.add_argument("--ini", metavar="PATH[#SECTION]", help="read the msal_wsgi filter section of an ini file")
     check.add_argument("app", nargs="?", metavar="MODULE:APP",
                        help="the WSGI application, configured in Python: msal_wsgi and its sessions are found in it")
+    commands.add_parser("make-key", help="print a new session key for session_keys (MSAL_SESSION_KEYS)",
+                        description="Print 32 random bytes as base64url: a key for session_keys. Put the new key "
+                                    "first to rotate; keep the old one after it until max_session_lifetime has passed.")
     args = parser.parse_args(argv)
+    if args.command == "make-key":
+        print(make_key(), file=out)
+        return 0
     env = os.environ if env is None else env
     try:
         if args.app is not None:
@@ -57,6 +64,9 @@ def main(argv: list[str] | None = None, *, env: Mapping[str, str] | None = None,
         print(f"msal_wsgi check FAILED\n  {exc}", file=out)
         return 1
     print(f"msal_wsgi check OK ({source})\n" + report, file=out)
+    if settings.unencrypted_deployment:
+        print("WARNING: sessions are stored unencrypted, refresh tokens included; set session_keys "
+              "(MSAL_SESSION_KEYS) to a key from 'python -m msal_wsgi make-key'", file=out)
     return 0
 
 
@@ -223,6 +233,10 @@ def verify(settings: Settings) -> str:
     return summary(settings, discovery)
 
 
+def _span(seconds: int) -> str:
+    return "unlimited" if not seconds else f"{seconds // 3600} h" if seconds % 3600 == 0 else f"{seconds} s"
+
+
 def summary(settings: Settings, discovery: Mapping[str, object]) -> str:
     rows = [
         ("client_id", settings.client_id),
@@ -238,6 +252,16 @@ def summary(settings: Settings, discovery: Mapping[str, object]) -> str:
          else "none needed: an API-only app" if not settings.redirect_uri
          else f"expected at environ[{settings.session_key!r}] (wrap the app in session middleware)"),
     ]
+    if settings.redirect_uri:
+        keys = len(settings.session_keys)
+        rows += [
+            ("at rest", f"sealed with AES-256-GCM ({keys} key{'s' if keys > 1 else ''}; the first seals)" if keys
+             else "NOT encrypted (set session_keys)"),
+            ("lifetimes", (f"idle {_span(settings.idle_timeout)}, at most {_span(settings.max_session_lifetime)}; "
+                          f"accounts re-checked every {_span(settings.account_recheck_interval)}")),
+            ("logout", (f"back-channel {settings.backchannel_logout_path}, front-channel "
+                       f"{settings.frontchannel_logout_path}")),
+        ]
     lines = [f"  {label + ':':<14}{value}" for label, value in rows]
     lines.append("  protected:" + ("" if settings.protect else "    nothing (set 'protect')"))
     for prefix, rule in settings.protect.items():

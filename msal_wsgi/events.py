@@ -46,6 +46,12 @@ FORM_KEPT = "form.kept"
 FORM_NOT_KEPT = "form.not_kept"
 FORM_REPLAYED = "form.replayed"
 FORM_REPLAY_REFUSED = "form.replay_refused"
+SESSION_ENDED = "session.ended"
+SESSION_UNREADABLE = "session.unreadable"
+ACCOUNT_RECHECKED = "account.rechecked"
+SIGN_OUT_REFUSED = "sign_out.refused"
+LOGOUT_RECEIVED = "logout.received"
+LOGOUT_REFUSED = "logout.refused"
 
 Level = Union[int, Callable[[Mapping[str, Any]], int], None]
 
@@ -104,6 +110,21 @@ EVENTS: Mapping[str, Event] = {
     # path, reason (used: answered 303 to the page; unknown: expired, or for another page)
     FORM_REPLAY_REFUSED: Event(lambda facts: logging.INFO if facts["reason"] == "used" else logging.WARNING,
                                "form re-submission to {path} refused ({reason})"),
+    # reason (idle_timeout, max_session_lifetime, account_recheck_refused, sign_out, backchannel_logout,
+    # frontchannel_logout), user (None when the session was ended by id, unread): a sign-in ended and its
+    # session left the store
+    SESSION_ENDED: Event(logging.INFO, "session ended ({reason}; user {user})"),
+    # reason (unsealed, malformed, unknown_key, tampered), field: session data that does not open reads as
+    # signed out; msal_wsgi.crypto logs the first of each reason at WARNING, so the event is for the hook only
+    SESSION_UNREADABLE: Event(None, ""),
+    # user: the provider confirmed the account of a prefix without scopes (account_recheck_interval)
+    ACCOUNT_RECHECKED: Event(logging.DEBUG, "account of {user} re-checked with the provider"),
+    # why: a sign-out POST that did not come from this app's pages (no session is ended)
+    SIGN_OUT_REFUSED: Event(logging.WARNING, "sign-out refused: {why}"),
+    # channel (backchannel, frontchannel), by (sid, sub, or cookie), sessions (how many ended)
+    LOGOUT_RECEIVED: Event(logging.INFO, "{channel} logout by {by}: {sessions} session(s) ended"),
+    # channel, reason (invalid_token reasons such as bad_signature, replayed, wrong_issuer, no_sid...)
+    LOGOUT_REFUSED: Event(logging.WARNING, "{channel} logout refused: {reason}"),
 }
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
+import time
 from collections.abc import Iterable
 from functools import partial
 from typing import Any, Callable
@@ -14,9 +16,10 @@ from . import authz
 from ._beaker import INSTALLED, InstalledSessions
 from ._environ import ACQUIRE_TOKEN, CALLER, CURRENT_USER, MIDDLEWARE, ROUTE, TOKEN, USER
 from ._msal import IdentityClient
-from ._session import NoSession, Sessions
+from ._session import ACCOUNT_REFUSED, Lifetimes, NoSession, Sessions, SessionView, StoredUser
 from ._wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 from .bearer import BearerGuard
+from .crypto import codec_for
 from .errors import (
     CredentialRejected,
     InteractionRequired,
@@ -29,10 +32,13 @@ from .events import (
     CREDENTIAL_REJECTED,
     PROVIDER_MISCONFIGURED,
     PROVIDER_UNAVAILABLE,
+    SESSION_ENDED,
     SESSION_UNAVAILABLE,
+    SESSION_UNREADABLE,
     Events,
 )
 from .identity import User
+from .logout import LogoutChannels
 from .redirects import origin_of
 from .replay import FormReplay
 from .responses import error_page, forbidden, json_error, wants_redirect
@@ -90,7 +96,20 @@ class MsalMiddleware:
         # Users signed in under another client, authority or tenant list read as signed out.
         fingerprint = hashlib.sha256(f"{settings.client_id}|{settings.authority or settings.oidc_authority}|"
                                      f"{' '.join(settings.allowed_tenants)}".encode()).hexdigest()[:16]
-        self._sessions = Sessions(settings.session_key, fingerprint)
+        self._lifetimes = Lifetimes(settings.idle_timeout, settings.max_session_lifetime,
+                                    settings.session_activity_interval, settings.account_recheck_interval,
+                                    settings.sign_in_timeout)
+        codec = codec_for(settings.session_keys,
+                          lambda reason, field: self._events(SESSION_UNREADABLE, reason=reason, field=field))
+        self._sessions = Sessions(settings.session_key, fingerprint, codec, self._lifetimes)
+        self._logout = LogoutChannels(settings, self._client, self._sessions, self._events)
+        # Sweeps run where users sign in, and only when sessions end by themselves (a lifetime is set).
+        sweeps = bool(settings.redirect_uri) and self._lifetimes.unused_for is not None
+        self._next_sweep = time.monotonic() + settings.session_activity_interval if sweeps else float("inf")
+        self._sweeping = threading.Lock()
+        if settings.unencrypted_deployment:
+            log.warning("sessions are stored unencrypted, refresh tokens included: set session_keys "
+                        "(MSAL_SESSION_KEYS; make a key with 'python -m msal_wsgi make-key')")
         self._replay = FormReplay(settings.max_replay_body, origin_of(settings.redirect_uri), settings.session_lock,
                                   self._events)
         self._sign_in = SignInFlow(settings, self._client, self._router, self._events, self._sessions,
@@ -102,6 +121,8 @@ class MsalMiddleware:
         self._callback_path = settings.callback_path
         self._login_path = settings.login_path if settings.redirect_uri else None
         self._logout_path = settings.logout_path if settings.redirect_uri else None
+        self._backchannel_path = settings.backchannel_logout_path if settings.redirect_uri else None
+        self._frontchannel_path = settings.frontchannel_logout_path if settings.redirect_uri else None
         self._remote_user_claim = settings.remote_user_claim
         self._beaker = None if settings.session_options is None else InstalledSessions(
             self, settings.session_options, self._session_not_saved)
@@ -118,6 +139,10 @@ class MsalMiddleware:
             handler = self._sign_in.start
         elif path == self._logout_path:
             handler = self._sign_in.sign_out
+        elif path == self._backchannel_path:
+            handler = self._logout.backchannel
+        elif path == self._frontchannel_path:
+            handler = self._logout.frontchannel
         else:
             match = self._router.match(path)
             if match is None:  # public: passed through, the session untouched unless the app asks
@@ -126,6 +151,8 @@ class MsalMiddleware:
             rule = match[1]
             handler, args = (self._api if isinstance(rule, ProtectApi) else self._protected), (rule,)
         request = Request(environ)
+        if not args:  # sign-in, sign-out, the logout channels: a sweep may be due (not on the hot path)
+            self._maybe_sweep(environ)
         return self._run(self._answer(handler, request, *args), environ, start_response)
 
     def _api(self, request: Request, rule: ProtectApi) -> WSGIApplication:
@@ -162,16 +189,30 @@ class MsalMiddleware:
         user = view.user()
         if user is None:
             return self._sign_in.challenge(request, scopes, "not signed in")
+        now = time.time()
+        ended, seen_due = self._lifetimes.check(user.record, now)
+        if ended is not None:  # a browser signs in again and comes back here; an API caller gets 401
+            self._end(view, user, ended)
+            return self._sign_in.challenge(request, scopes, f"the sign-in ended ({ended})")
         if rule.require:
             denied = self._denied(request, rule.require, user.user.claims, user.user.id)
             if denied is not None:
                 return denied
         token = None
-        if scopes:
-            try:
+        try:
+            if scopes:
                 token = self._tokens.get(view, user, scopes)
-            except InteractionRequired as exc:
-                return self._sign_in.challenge(request, scopes, exc.reason, exc.claims_challenge)
+            elif self._lifetimes.recheck_due(user.record, now):
+                self._tokens.recheck(view, user)  # is the account still allowed at the provider?
+        except InteractionRequired as exc:
+            if not scopes:
+                self._end(view, user, ACCOUNT_REFUSED)
+            return self._sign_in.challenge(request, scopes, exc.reason, exc.claims_challenge)
+        if seen_due:
+            current = view.user()  # as this request last saved it (a refresh notes the activity itself)
+            if current is not None and self._lifetimes.activity_due(current.record, now):
+                view.touch(current, now)
+                self._maybe_sweep(request.environ)
         environ = request.environ
         environ[USER] = user.user
         environ[TOKEN] = token
@@ -181,6 +222,49 @@ class MsalMiddleware:
         environ[CURRENT_USER] = partial(self._current_user, environ)
         environ["REMOTE_USER"] = user.user.remote_user(self._remote_user_claim)
         return self.app
+
+    def _end(self, view: SessionView, user: StoredUser, reason: str) -> None:
+        """End the sign-in of ``view`` for ``reason``: its session leaves the store."""
+        view.end()
+        self._events(SESSION_ENDED, reason=reason, user=user.user.username)
+
+    def sweep_sessions(self, environ: WSGIEnvironment | None = None) -> int:
+        """Delete the sessions of the store that ended without anyone coming back (idle, or past their
+        lifetime); returns how many. msal_wsgi runs it by itself, in a thread, at most once per
+        ``session_activity_interval`` per process; call it from a scheduled job if you like.
+
+        The store is the one behind the sessions of ``environ``, or of the requests seen so far.
+        """
+        store = self._sessions.store(environ or {})
+        unused_for = self._lifetimes.unused_for
+        if store is None or not store.sweeps or unused_for is None:
+            return 0
+        swept = store.sweep(time.time(), unused_for)
+        if swept:
+            log.info("%d ended sessions removed from the session store", swept)
+        return swept
+
+    def _maybe_sweep(self, environ: WSGIEnvironment) -> None:
+        """Start a sweep in a thread of its own when one is due: no request waits for it."""
+        now = time.monotonic()
+        if now < self._next_sweep or not self._sweeping.acquire(blocking=False):
+            return
+        self._next_sweep = now + self.settings.session_activity_interval
+        try:
+            self._sessions.store(environ)  # learnt here, in the request, before the thread needs it
+        except (SessionUnavailable, NoSession):
+            self._sweeping.release()
+            return
+
+        def sweep() -> None:
+            try:
+                self.sweep_sessions()
+            except SessionUnavailable as exc:
+                log.warning("sweeping ended sessions failed: %s", exc)
+            finally:
+                self._sweeping.release()
+
+        threading.Thread(target=sweep, name="msal_wsgi-sweep", daemon=True).start()
 
     def start_sign_in(self, environ: WSGIEnvironment, *, claims_challenge: str | None = None,
                       scopes: tuple[str, ...] | None = None) -> Response:
@@ -214,7 +298,9 @@ class MsalMiddleware:
 
     def _current_user(self, environ: WSGIEnvironment) -> User | None:
         stored = self._sessions.view(environ).user()
-        return None if stored is None else stored.user
+        if stored is None or self._lifetimes.ended(stored.record, time.time()) is not None:
+            return None  # ended: the next protected request ends the session and signs in again
+        return stored.user
 
     def _run(self, answer: WSGIApplication, environ: WSGIEnvironment, start_response: StartResponse
              ) -> Iterable[bytes]:

@@ -14,8 +14,8 @@ _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>body{{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}}
-h1{{font-size:1.4rem}}a.button{{display:inline-block;padding:.5rem 1rem;background:#0b5cad;color:#fff;
-border-radius:4px;text-decoration:none}}</style></head>
+h1{{font-size:1.4rem}}.button{{display:inline-block;padding:.5rem 1rem;background:#0b5cad;color:#fff;
+border:0;border-radius:4px;text-decoration:none;font:inherit;cursor:pointer}}</style></head>
 <body><h1>{title}</h1><p>{message}</p>{link}<p><a href="{home}">Back to the home page</a></p></body></html>
 """
 
@@ -116,6 +116,21 @@ def repost_page(action: str, fields: Mapping[str, str], *, title: str = "Signing
     response = Response(body, content_type="text/html", charset="utf-8")
     response.headers["Content-Security-Policy"] = (
         f"default-src 'none'; script-src 'nonce-{nonce}'; form-action 'self'; frame-ancestors 'none'")
+    return _no_store(response)
+
+
+def form_page(status: int, title: str, message: str, action: str, fields: Mapping[str, str],
+              button: str, *, home: str = "/") -> Response:
+    """A short page with one button that POSTs ``fields`` to ``action`` (the sign-out confirmation).
+
+    Not framable; no script. No ``form-action`` either: the POST's answer redirects to the provider.
+    """
+    inputs = "".join(f'<input type="hidden" name="{escape(k)}" value="{escape(v)}">' for k, v in fields.items())
+    form = (f'<form method="post" action="{escape(action)}">{inputs}'
+            f'<button class="button" type="submit">{escape(button)}</button></form>')
+    response = Response(_PAGE.format(title=escape(title), message=escape(message), link=form, home=escape(home)),
+                        status=status, content_type="text/html", charset="utf-8")
+    response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
     return _no_store(response)
 
 

@@ -21,6 +21,7 @@ from typing import Any, Callable, TypeVar, Union
 from urllib.parse import urlsplit
 
 from .authz import Require, Requirements, requirements
+from .crypto import parse_keys
 from .errors import ConfigurationError
 from .locks import SessionLock, lock_from_setting
 
@@ -411,17 +412,43 @@ class Settings:
     on_event: Callable[[str, Mapping[str, Any]], None] | None = setting(
         None, parse=_import_object, env=False, compare=False,
         doc="metrics hook on_event(name, data); ini: package.module:function")
+    # -- sessions (issue 11) --------------------------------------------------------------
+    session_keys: tuple[str, ...] = setting(
+        (), parse=parse_keys, secret=True,
+        doc="keys sealing what msal_wsgi keeps in the session (AES-256-GCM), base64url of 32 bytes, separated "
+            "by commas or spaces: the first seals, all open (rotation); make one with python -m msal_wsgi make-key")
+    idle_timeout: int = setting(
+        7200, parse=_whole_number, doc="seconds without a request after which a sign-in ends (0: no limit)")
+    max_session_lifetime: int = setting(
+        86400, parse=_whole_number, doc="seconds after a sign-in after which it ends, however active (0: no limit)")
+    session_activity_interval: int = setting(
+        300, parse=_whole_number,
+        doc="seconds between two writes of the time a signed-in user was last seen (at most half of idle_timeout)")
+    account_recheck_interval: int = setting(
+        900, parse=_whole_number,
+        doc="seconds between two checks with the provider (a silent refresh of the sign-in) that the account of a "
+            "prefix without scopes may still sign in (0: never)")
+    backchannel_logout_path: str = setting(
+        "/auth/backchannel-logout", doc="where the provider POSTs logout tokens (OpenID Connect Back-Channel Logout)")
+    frontchannel_logout_path: str = setting(
+        "/auth/frontchannel-logout", doc="what the provider opens in an iframe with iss and sid (Front-Channel Logout)")
+    # -- end of sessions ----------------------------------------------------------------------
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         if not self.client_id or not str(self.client_id).strip():
             raise ConfigurationError("client_id", "is required: the application (client) ID of your app registration")
-        endpoints = {"login_path": self.login_path, "logout_path": self.logout_path}
+        endpoints = {"login_path": self.login_path, "logout_path": self.logout_path,
+                     "backchannel_logout_path": self.backchannel_logout_path,
+                     "frontchannel_logout_path": self.frontchannel_logout_path}
         for name, path in endpoints.items():
             if not isinstance(path, str) or not _PREFIX_RE.match(path) or path == "/":
                 raise ConfigurationError(name, f"{path!r} must be an app-relative path such as /auth/login")
-        if self.login_path == self.logout_path:
-            raise ConfigurationError("logout_path", "must differ from login_path")
+        seen: dict[str, str] = {}
+        for name, path in endpoints.items():
+            if path in seen:
+                raise ConfigurationError(name, f"must differ from {seen[path]}")
+            seen[path] = name
         set_(self, "protect", self._checked_protect(endpoints))
         set_(self, "api_audience", self._audiences())
         set_(self, "client_credential", self._credential())
@@ -478,6 +505,31 @@ class Settings:
         if (not isinstance(self.api_token_cache, int) or isinstance(self.api_token_cache, bool)
                 or not 0 <= self.api_token_cache <= 1_000_000):
             raise ConfigurationError("api_token_cache", "must be a whole number from 0 to 1000000")
+        self._check_sessions()
+
+    def _check_sessions(self) -> None:
+        """The session settings of issue 11: keys, lifetimes."""
+        try:
+            object.__setattr__(self, "session_keys", parse_keys(self.session_keys))
+        except ValueError as exc:
+            raise ConfigurationError("session_keys", str(exc)) from None
+        for name, top in (("idle_timeout", 366 * 86400), ("max_session_lifetime", 3660 * 86400),
+                          ("account_recheck_interval", 366 * 86400), ("session_activity_interval", 86400)):
+            value = getattr(self, name)
+            low = 1 if name == "session_activity_interval" else 0
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= top:
+                raise ConfigurationError(name, f"must be a whole number of seconds from {low} to {top}")
+        if self.idle_timeout and self.session_activity_interval * 2 > self.idle_timeout:
+            raise ConfigurationError("session_activity_interval", f"must be at most half of idle_timeout "
+                                     f"({self.idle_timeout} s): a session ends between idle_timeout minus this "
+                                     "interval and idle_timeout after the last request")
+
+    @property
+    def unencrypted_deployment(self) -> bool:
+        """Whether users sign in at a host other than this machine while sessions are stored unsealed."""
+        host = urlsplit(self.redirect_uri).hostname if self.redirect_uri else None
+        return not self.session_keys and host is not None and host not in LOOPBACK_HOSTS and \
+            f"[{host}]" not in LOOPBACK_HOSTS
 
     @property
     def api_only(self) -> bool:

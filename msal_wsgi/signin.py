@@ -16,6 +16,7 @@ POST that needs a sign-in is kept with it and re-submitted after the callback
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from enum import Enum
@@ -23,22 +24,24 @@ from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from webob import Request, Response
-from webob.exc import HTTPFound
+from webob.exc import HTTPFound, HTTPSeeOther
 
 from ._msal import IdentityClient
-from ._session import Sessions, SessionView
+from ._session import SIGNED_OUT, Sessions, SessionView, StoredUser
 from .errors import InteractionRequired, MsalWsgiError, ProviderUnavailable, ResponseRejected
 from .events import (
     INTERACTION_REQUIRED,
+    SESSION_ENDED,
     SIGN_IN_COMPLETED,
     SIGN_IN_FAILED,
     SIGN_IN_STARTED,
     SIGN_OUT,
+    SIGN_OUT_REFUSED,
     Events,
 )
 from .redirects import origin_of, safe_next
 from .replay import FormReplay
-from .responses import error_page, json_error, repost_page, wants_redirect
+from .responses import error_page, form_page, json_error, repost_page, wants_redirect
 from .routing import Router
 from .settings import Protect, Settings
 
@@ -327,9 +330,27 @@ class SignInFlow:
     # -- sign-out -----------------------------------------------------------------
 
     def sign_out(self, request: Request) -> Response:
-        """Clear the session under a new id, then end the provider's session (or go to ``next``)."""
-        signed_in = self.view(request).sign_out()
-        self._events(SIGN_OUT, signed_in=signed_in)
+        """The sign-out endpoint: a GET shows a page with the sign-out button and signs no one out;
+        a POST from this app's pages (RP-Initiated Logout 1.0 §2, CSRF-checked) ends the session and
+        sends the user to the provider's ``end_session_endpoint`` (or to ``next``)."""
+        if request.method in ("GET", "HEAD"):
+            return self._sign_out_page(request, 200)
+        if request.method != "POST":
+            answer = error_page(405, "Method not allowed", "Sign out with the button of the sign-out page.")
+            answer.headers["Allow"] = "GET, HEAD, POST"
+            return answer
+        view = self.view(request)
+        fields = _small_form(request)
+        why = self._not_from_this_app(request, fields, view.user())
+        if why is not None:
+            self._events(SIGN_OUT_REFUSED, why=why)
+            return self._sign_out_page(request, 403, refused=True)
+        current = view.user()
+        ended = view.end()
+        self._events(SIGN_OUT, signed_in=ended.signed_in)
+        if current is not None:
+            self._events(SESSION_ENDED, reason=SIGNED_OUT, user=current.user.username)
+        next_url = fields.get("next") or _single(request.GET, "next")
         end_session = None
         try:
             end_session = self._client.end_session_endpoint
@@ -337,9 +358,57 @@ class SignInFlow:
             log.warning("provider sign-out skipped: %s", exc)
         if end_session:
             target = self._settings.post_logout_redirect_uri or origin_of(self._settings.redirect_uri) + "/"
-            query = urlencode({"post_logout_redirect_uri": target, "client_id": self._settings.client_id})
-            return HTTPFound(location=end_session + ("&" if "?" in end_session else "?") + query)
-        return HTTPFound(location=self.safe_next(request, _single(request.GET, "next")))
+            query = {"post_logout_redirect_uri": target, "client_id": self._settings.client_id}
+            if ended.id_token:
+                query["id_token_hint"] = ended.id_token  # RP-Initiated Logout §2: RECOMMENDED
+            if ended.login_hint:
+                query["logout_hint"] = ended.login_hint  # Entra's login_hint optional claim
+            return HTTPSeeOther(location=end_session + ("&" if "?" in end_session else "?") + urlencode(query))
+        return HTTPSeeOther(location=self.safe_next(request, next_url))
+
+    def _not_from_this_app(self, request: Request, fields: dict[str, str], signed_in: StoredUser | None) -> str | None:
+        """``None`` when the sign-out POST came from this app's pages, else why not: the session's token
+        in the form, or else ``Sec-Fetch-Site: same-origin``, or without Fetch Metadata an ``Origin`` of this app."""
+        token = fields.get("csrf")
+        if token and signed_in is not None and signed_in.csrf and hmac.compare_digest(token, signed_in.csrf):
+            return None
+        site = request.environ.get("HTTP_SEC_FETCH_SITE")
+        if site is not None:
+            return None if site == "same-origin" else f"Sec-Fetch-Site is {site[:40]!r}, not same-origin"
+        origin = request.environ.get("HTTP_ORIGIN")
+        if origin is not None:
+            mine = (origin_of(self._settings.redirect_uri).lower(), request.host_url.lower())
+            return None if origin.lower() in mine else "its Origin is another site"
+        return "neither Fetch Metadata, an Origin nor the sign-out form's token came with it"
+
+    def _sign_out_page(self, request: Request, status: int, *, refused: bool = False) -> Response:
+        signed_in = self.view(request).user() if status == 200 or refused else None
+        fields = {"csrf": signed_in.csrf} if signed_in is not None and signed_in.csrf else {}
+        next_url = _single(request.GET, "next")
+        if next_url:
+            fields["next"] = self.safe_next(request, next_url)
+        message = ("Your sign-out did not come from this application's pages, so you are still signed in. "
+                   if refused else "") + ("Sign out of this application, and of your identity provider?"
+                                          if signed_in is not None or refused else
+                                          "You are not signed in here. Sign out of your identity provider too?")
+        return form_page(status, "Sign out", message, request.script_name + request.path_info, fields, "Sign out",
+                         home=request.script_name + "/")
+
+def _small_form(request: Request, limit: int = 4096) -> dict[str, str]:
+    """The fields of a small urlencoded POST body, each taken once; anything else: none."""
+    if (request.content_type or "").lower() != "application/x-www-form-urlencoded" \
+            or not 0 < (request.content_length or 0) <= limit:
+        return {}
+    try:
+        pairs = parse_qsl(request.body_file.read(limit).decode("ascii"), keep_blank_values=True, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        return {}
+    fields: dict[str, str] = {}
+    for name, value in pairs:
+        if name in fields:
+            return {}
+        fields[name] = value
+    return fields
 
 
 def _single(params: Any, name: str, limit: int = 4096) -> str | None:

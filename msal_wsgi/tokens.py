@@ -25,11 +25,12 @@ import hashlib
 import threading
 import time
 from collections.abc import Iterable
+from typing import Callable
 
 from ._msal import IdentityClient, still_fresh
 from ._session import Grant, SessionView, StoredUser, scope_key
 from .errors import InteractionRequired, SessionUnavailable
-from .events import TOKEN_CACHE_HIT, TOKEN_ON_BEHALF_OF, TOKEN_REFRESHED, Events
+from .events import ACCOUNT_RECHECKED, TOKEN_CACHE_HIT, TOKEN_ON_BEHALF_OF, TOKEN_REFRESHED, Events
 from .identity import AccessToken
 from .locks import SessionLock
 
@@ -92,7 +93,7 @@ class TokenSource:
             try:
                 token, new_cache = self._client.acquire_silent(
                     grants[number].cache, user.account_id, scopes, subject=user.user.claims.get("sub"),
-                    claims_challenge=claims_challenge)
+                    claims_challenge=claims_challenge, known=user.indexed_tokens(time.time()))
             except InteractionRequired as exc:
                 if exc.claims_challenge is not None:
                     raise
@@ -100,19 +101,42 @@ class TokenSource:
                 continue
             served = () if grants[number].covers(scopes) else scopes
             view.store_token(user, token, new_cache, grant=number, served=served)
-            _keep(view, refreshed=new_cache is not None)
+            _keep(view.flush, refreshed=new_cache is not None)
             return token, new_cache
         assert refused is not None
         raise InteractionRequired(refused.reason, scopes=scopes)
 
+    def recheck(self, view: SessionView, user: StoredUser) -> None:
+        """Ask the provider whether ``user`` may still be signed in (a refresh of the sign-in, under the
+        session's lock: parallel requests ask once), for prefixes that need no access token.
 
-def _keep(view: SessionView, *, refreshed: bool) -> None:
-    """Write the session now; a refreshed cache is written again on failure for up to KEEP_TRYING seconds."""
+        Raises :class:`~msal_wsgi.InteractionRequired` when the provider refuses: the account was
+        disabled or its grant revoked.
+        """
+        with self._lock(view.lock_key):
+            view.reload()
+            current = view.user()
+            if current is None or current.account_id != user.account_id:
+                raise InteractionRequired("the session was signed out or changed user meanwhile")
+            now = time.time()
+            if not view.lifetimes.recheck_due(current.record, now):
+                return  # another request asked meanwhile
+            grants = view.grants(current)
+            if not grants:
+                raise InteractionRequired("the session holds no token cache")
+            new_cache = self._client.recheck(grants[0].cache, current.account_id,
+                                             subject=current.user.claims.get("sub"))
+            _keep(lambda: view.rechecked(current, new_cache, now), refreshed=True)  # a rotated one, too
+        self._events(ACCOUNT_RECHECKED, user=current.user.username)
+
+
+def _keep(write: Callable[[], None], *, refreshed: bool) -> None:
+    """``write()`` the session now; a refreshed cache is written again on failure for up to KEEP_TRYING seconds."""
     deadline = time.monotonic() + (KEEP_TRYING if refreshed else 0.0)
     pause = 0.25
     while True:
         try:
-            view.flush()
+            write()
             return
         except SessionUnavailable:
             if time.monotonic() + pause > deadline:

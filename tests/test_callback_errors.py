@@ -14,7 +14,7 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 from beaker.middleware import SessionMiddleware
-from support.apps import OFFLINE_ISSUER, browser_of, complete_sign_in, make_testapp, repost_form, sign_in
+from support.apps import OFFLINE_ISSUER, browser_of, complete_sign_in, make_testapp, repost_form, sign_in, sign_out
 from support.urls import query_of
 from webob import Request
 
@@ -119,7 +119,7 @@ def test_replayed_callback_after_sign_out_is_refused(provider):
     app = make_testapp(provider, response_mode="query")
     params = _query_sign_in(app, provider)
     app.get("/auth/callback", params).follow()
-    app.get("/auth/logout")
+    sign_out(app)
     mark = provider.mark()
     answer = app.get("/auth/callback", params, expect_errors=True)
     _assert_restart_page(answer, 400)

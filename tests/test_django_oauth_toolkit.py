@@ -103,8 +103,10 @@ def test_sign_in_list_add_an_item_and_sign_out_against_dot(dot, tmp_path):
             re.findall(r"<li>(.*?)</li>", again.text)
         assert len(signed_in) == 2 and dot.token_requests_since(mark) == []  # both grants' tokens still valid
 
-        out = browser.get(app + "/auth/logout", allow_redirects=False, timeout=30)
-        assert out.is_redirect and out.headers["location"].startswith(dot.issuer + "/logout/?")
+        # The sample's Sign out button: a form POST from its own page.
+        out = browser.post(app + "/auth/logout", data={}, headers={"Origin": app}, allow_redirects=False, timeout=30)
+        assert out.status_code == 303 and out.headers["location"].startswith(dot.issuer + "/logout/?")
+        assert "id_token_hint=" in out.headers["location"]
         assert dot.end_session(out.headers["location"], session=at_dot) == app + "/"
         after = browser.get(app + "/todos", allow_redirects=False, timeout=30)
         assert after.is_redirect and after.headers["location"].startswith(dot.issuer + "/authorize/")

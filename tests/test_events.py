@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 import pytest
-from support.apps import JSON, OFFLINE_ISSUER, SECRETS, TODO_READ, make_testapp, sign_in
+from support.apps import JSON, OFFLINE_ISSUER, SECRETS, TODO_READ, make_testapp, sign_in, sign_out
 from support.environment import ini_settings
 
 from msal_wsgi import ConfigurationError, Settings
@@ -35,12 +35,12 @@ def test_a_session_tells_its_story(provider, caplog):
         token = app.get("/auth/callback", answer.params).follow().json["token"]["value"]
         app.get("/todos")
         app.get("/todos?acquire=api://r2/access")
-        app.get("/auth/logout")
+        sign_out(app)
         app.get("/todos", headers=JSON, status=401)
     assert hook.names == ["interaction_required", "sign_in.started", "sign_in.completed",
                           "token.cache_hit", "token.cache_hit",  # the page after sign-in, the next one
                           "token.cache_hit", "token.refreshed",  # the route's token, then api://r2's
-                          "sign_out", "interaction_required"]
+                          "sign_out", "session.ended", "interaction_required"]
     events = dict(hook.events[1:3] + hook.events[5:8])
     assert events["sign_in.started"] == {"scopes": (TODO_READ,), "claims_challenge": False, "next": "/todos"}
     assert events["sign_in.completed"] == {"user": "alice", "same_account": False, "scopes": (TODO_READ,)}

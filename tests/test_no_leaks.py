@@ -1,4 +1,5 @@
-"""No header can set the identity; tokens, codes and the secret never reach logs, URLs, headers or pages."""
+"""No header can set the identity; tokens, codes and the secret never reach logs, URLs, headers or pages
+(but the latest id token, as the end-session request's ``id_token_hint``: RP-Initiated Logout 1.0 §2)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from support.apps import JSON, SECRETS, STALE_AFTER, make_testapp, sign_in
-from support.sessions import cache_secrets, session_of
+from support.apps import JSON, SECRETS, STALE_AFTER, make_testapp, sign_in, sign_out
+from support.sessions import cache_secrets, msal_cache, session_of
+from support.urls import query_of
 
 from msal_wsgi import ACQUIRE_TOKEN, USER
 
@@ -86,8 +88,11 @@ def test_tokens_codes_and_the_secret_never_reach_logs_urls_headers_or_pages(prov
         time.sleep(STALE_AFTER)  # rotating client: the access tokens are stale, and a refresh rotates
         app.get("/todos")
         keep_tokens()
-        app.get("/auth/logout")
+        keep_tokens()
+        id_token = msal_cache(session_of(app))["IdToken"].popitem()[1]["secret"]  # the newest
+        out = sign_out(app)
         app.get("/todos", headers=JSON, status=401)
+    assert query_of(out.location)["id_token_hint"] == id_token  # given to the provider, as the spec says
 
     found = {section: len(secrets) for section, secrets in tokens.items()}
     assert found["AccessToken"] >= 4 and found["RefreshToken"] >= 2 and found["IdToken"] >= 1, found
@@ -97,5 +102,8 @@ def test_tokens_codes_and_the_secret_never_reach_logs_urls_headers_or_pages(prov
     logged = [caplog.text, *(str(record.args) for record in caplog.records)]
     for name, secret in secrets.items():
         assert not any(secret in line for line in logged), f"{name} is in the log"
-        leaked = [response.split("\n", 1)[0] for response in transcript.responses if secret in response]
+        leaked = [response.split("\n", 1)[0] for response in transcript.responses
+                  if secret in response.replace(f"id_token_hint={id_token}", "")]
         assert leaked == [], f"{name} is in the URL, headers or page of these responses"
+    hinted = [response for response in transcript.responses if id_token in response]
+    assert len(hinted) == 1 and hinted[0].startswith("303 ")  # only in the end-session redirect

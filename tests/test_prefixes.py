@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import posixpath
+
+import hypothesis
 import pytest
 from support.apps import make_testapp
 
@@ -110,3 +113,23 @@ def test_unsafe_methods_use_write_scopes():
     assert [rule.scopes_for(m) for m in ("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE")] == \
         [("r",), ("r",), ("r",), ("w",), ("w",), ("w",), ("w",)]
     assert Protect(read=["r"]).scopes_for("POST") == ("r",)
+
+
+def _reference(path: str, prefixes: tuple[str, ...]) -> str | None:
+    """The documented rule, computed the long way: both forms always matched, the longer prefix wins."""
+    def under(candidate: str) -> str | None:
+        return next((p for p in sorted(prefixes, key=len, reverse=True)
+                     if candidate == p or candidate.startswith(p + "/")), None)
+
+    raw, normal = under(path), under("/" + posixpath.normpath("/" + path.replace("\\", "/")).lstrip("/"))
+    return normal if raw is None or (normal is not None and len(normal) > len(raw)) else raw
+
+
+@hypothesis.settings(max_examples=500, deadline=None)
+@hypothesis.given(hypothesis.strategies.lists(
+    hypothesis.strategies.sampled_from(["todos", "admin", "public", ".", "..", "", "a.b", ".x", "\\", "todos\\admin"]),
+    max_size=6).map(lambda segments: "/" + "/".join(segments)))
+def test_matching_once_is_matching_both_forms_when_normalising_changes_nothing(path):
+    """The fast path (one match for a plain path) agrees with the rule computed the long way."""
+    prefixes = ("/todos", "/todos/admin", "/admin")
+    assert protecting(path, {prefix: Protect() for prefix in prefixes}) == _reference(path, prefixes)

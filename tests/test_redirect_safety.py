@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support.apps import complete_sign_in, make_testapp, sign_in
+from support.apps import complete_sign_in, make_testapp, sign_in, sign_out
 from support.urls import stays_home
 
 from msal_wsgi.redirects import origin_of, safe_next
@@ -157,7 +157,7 @@ def test_a_protected_path_that_looks_like_another_host_does_not_become_the_next_
 def test_sign_out_goes_to_the_provider_then_to_the_configured_page(provider):
     app = make_testapp(provider)
     sign_in(app, provider)
-    out = app.get("/auth/logout", {"next": "//evil.example"})
+    out = sign_out(app, "//evil.example")
     assert out.location.startswith(provider.issuer + "/session/end")
     assert "evil" not in out.location
     assert provider.end_session(out.location) == "http://localhost/"

@@ -1,7 +1,7 @@
 """Two gunicorn servers sharing sessions in Redis, as behind a load balancer without sticky sessions.
 
 Both servers have the same configuration, as they would behind one public URL:
-their redirect_uri is server A's callback. Each keeps its to-do store in a data
+their redirect_uri is server A's callback, and they share the session key. Each keeps its to-do store in a data
 directory of its own, so Redis is the only thing they share: the sessions, and
 the sample's default session_lock, under which one server refreshes for all.
 """
@@ -12,14 +12,17 @@ import time
 
 from support.apps import STALE_AFTER
 from support.servers import Browser, RedisServer, sample_server
+from support.sessions import TEST_SESSION_KEYS
 
 SHORT = "todo-web-short"
+#: The servers share the session key, as they share the store (alone, the sample makes a key of its own).
+KEY = {"MSAL_SESSION_KEYS": TEST_SESSION_KEYS[0]}
 
 
 def test_sign_in_on_one_server_refresh_on_the_other_sign_out_on_either(provider, tmp_path):
     with RedisServer(tmp_path / "redis") as redis, \
-            sample_server(provider, tmp_path / "a", client_id=SHORT, SAMPLE_SESSION_URL=redis.url) as a, \
-            sample_server(provider, tmp_path / "b", client_id=SHORT, SAMPLE_SESSION_URL=redis.url,
+            sample_server(provider, tmp_path / "a", client_id=SHORT, SAMPLE_SESSION_URL=redis.url, **KEY) as a, \
+            sample_server(provider, tmp_path / "b", client_id=SHORT, SAMPLE_SESSION_URL=redis.url, **KEY,
                           MSAL_REDIRECT_URI=a.url + "/auth/callback") as b:
         browser = Browser(provider)
 

@@ -36,8 +36,10 @@ EXPIRY_MARGIN = 5 * 60
 
 
 def msal_entry(app, token: str) -> dict:
-    """msal's own cache entry for ``token``, as stored in the session."""
-    return next(at for at in msal_cache(session_of(app))["AccessToken"].values() if at["secret"] == token)
+    """The times msal's cache gave ``token``, as the session's index keeps them (the msal caches in the
+    session hold no access tokens: each is kept once, in the index, and put back when msal needs it)."""
+    _, expires_on, refresh_on, _ = next(e for e in session_of(app)[SESSION_USER]["tokens"].values() if e[0] == token)
+    return {"expires_on": expires_on, "refresh_on": refresh_on}
 
 pytestmark = pytest.mark.both_provider_modes  # Entra-like and stock provider (issue 10)
 
@@ -101,12 +103,23 @@ def test_index_serves_only_what_msal_would(left, refresh_in, served):
 
 def test_index_keeps_msals_own_expiry_and_refresh_times(provider):
     app = make_testapp(provider, client_id="todo-web-refresh-in")
+    before = time.time()
     token = sign_in(app, provider).json["token"]["value"]
-    entry = msal_entry(app, token)
     value, expires_on, refresh_on, _ = session_of(app)[SESSION_USER]["tokens"][TODO_READ]
     assert value == token
-    assert expires_on == int(entry["expires_on"])
-    assert refresh_on == int(entry["refresh_on"])
+    assert before + 3600 - 5 <= expires_on <= time.time() + 3600  # msal's: the time of the answer + expires_in
+    assert before + 2 - 5 <= refresh_on <= time.time() + 2  # + refresh_in
+    assert "AccessToken" not in msal_cache(session_of(app))  # the index holds each access token once
+
+
+@pytest.mark.entra_only  # one token for two scopes of one resource, then one of them
+def test_msal_gets_the_indexed_tokens_back_and_serves_one_covering_other_scopes(provider):
+    app = make_testapp(provider)
+    sign_in(app, provider)
+    both = app.get("/todos", {"acquire": f"{TODO_READ} api://todo/ToDoList.ReadWrite"}).json["acquired"]["value"]
+    mark = provider.mark()  # ReadWrite alone: not in the index under that key; msal finds the token covering it
+    assert app.get("/todos", {"acquire": "api://todo/ToDoList.ReadWrite"}).json["acquired"]["value"] == both
+    assert provider.token_requests_since(mark) == []
 
 
 def test_revoked_refresh_token_leads_back_to_sign_in(provider):

@@ -185,7 +185,7 @@ def web_for(provider: DevProvider, endpoint: str, tmp_path: Any, monkeypatch: py
 
 def test_the_web_app_lists_and_adds_through_the_api_service(provider, upstream, tmp_path, monkeypatch):
     web = web_for(provider, upstream.url, tmp_path, monkeypatch)
-    form = web.get("/todos").forms[0]
+    form = web.get("/todos").forms["add"]
     form["description"] = "Call the API"
     assert form.submit().status_int == 303
     assert "<li>Call the API</li>" in web.get("/todos").text
@@ -248,13 +248,13 @@ def test_a_claims_challenge_of_the_api_sends_the_user_to_sign_in_with_the_claims
 def test_a_post_that_timed_out_is_sent_again_from_the_page_and_adds_the_item_once(provider, upstream, tmp_path,
                                                                                   monkeypatch):
     web = web_for(provider, upstream.url, tmp_path, monkeypatch)
-    form = web.get("/todos").forms[0]
+    form = web.get("/todos").forms["add"]
     form["description"] = "Exactly once"
     upstream.behave = slowly(upstream.app, 2)  # the API adds the item, then answers too late
     page = form.submit(status=503)
     assert page.headers["Retry-After"] == "10" and "never adds the item twice" in page.text
     time.sleep(1.5)  # the slow answer is done
-    retry = BeautifulSoup(page.text, "html.parser").find("form")
+    retry = BeautifulSoup(page.text, "html.parser").find(id="retry").find_parent("form")
     fields = {i["name"]: i["value"] for i in retry.find_all("input")}
     assert web.post("/todos", fields).status_int == 303
     assert web.get("/todos").text.count("<li>Exactly once</li>") == 1
@@ -264,7 +264,7 @@ def test_a_post_that_timed_out_is_sent_again_from_the_page_and_adds_the_item_onc
 
 def test_each_form_has_a_key_of_its_own(provider, upstream, tmp_path, monkeypatch):
     web = web_for(provider, upstream.url, tmp_path, monkeypatch)
-    keys = {web.get("/todos").forms[0]["idempotency_key"].value for _ in range(3)}
+    keys = {web.get("/todos").forms["add"]["idempotency_key"].value for _ in range(3)}
     assert len(keys) == 3
 
 

@@ -119,7 +119,7 @@ try {
   await step('signed-in');
 
   await page.fill('input[name="description"]', ITEM);
-  await page.click('form[method="post"] button[type="submit"]');
+  await page.click('form#add button[type="submit"]');
   const added = page.waitForSelector(`#todos li:has-text("${ITEM}")`).then(() => false);
   const consent = page.waitForSelector('form input[name="prompt"][value="consent"]', { state: 'attached' })
     .then(() => true);
@@ -145,7 +145,7 @@ try {
   await page.waitForSelector('#user');
   result.items_after_back = await items();
 
-  await page.click('#sign-out');
+  await page.click('#sign-out');  // the sample's Sign out: a form button, POSTing to /auth/logout
   await page.waitForSelector('#op\\.logoutForm', { state: 'attached' });
   await step('provider-sign-out');
   await page.click('button[name="logout"][value="yes"]');

@@ -15,7 +15,7 @@ from devprovider import DevProvider, Form, SignInResult, forms
 from msal_wsgi import ACQUIRE_TOKEN, TOKEN, USER, InteractionRequired, MsalMiddleware, Protect, Settings
 from msal_wsgi.signin import REPOST_FIELD
 
-from .sessions import MEMORY_SESSIONS
+from .sessions import MEMORY_SESSIONS, TEST_SESSION_KEYS
 
 TODO_READ = "api://todo/ToDoList.Read"
 TODO_WRITE = "api://todo/ToDoList.ReadWrite"
@@ -68,6 +68,7 @@ def settings_for(provider: DevProvider | str, client_id: str = "todo-web", **ove
         "oidc_authority": provider if isinstance(provider, str) else provider.issuer,
         "redirect_uri": REDIRECT_URI,
         "protect": {"/todos": Protect(read=[TODO_READ], write=[TODO_WRITE]), "/profile": Protect()},
+        "session_keys": TEST_SESSION_KEYS,  # what msal_wsgi keeps is sealed, as in production
     }
     if not isinstance(provider, str) and provider.mode == "stock":
         options["prompt"] = "consent"  # its refresh tokens need offline_access, granted only with prompt=consent
@@ -91,6 +92,7 @@ def make_testapp(provider: DevProvider | str, *, app: Any = echo_app, session: d
     testapp = webtest.TestApp(SessionMiddleware(middleware, options))
     testapp.middleware = middleware  # type: ignore[attr-defined]
     testapp.session_options = options  # type: ignore[attr-defined]
+    testapp.session_keys = middleware.settings.session_keys  # type: ignore[attr-defined]
     return testapp
 
 
@@ -98,6 +100,7 @@ def browser_of(testapp: webtest.TestApp, sid: str | None = None) -> webtest.Test
     """Another browser (cookie jar) on the same server and session store, holding session ``sid`` if given."""
     other = webtest.TestApp(testapp.app)
     other.session_options = getattr(testapp, "session_options", MEMORY_SESSIONS)  # type: ignore[attr-defined]
+    other.session_keys = getattr(testapp, "session_keys", TEST_SESSION_KEYS)  # type: ignore[attr-defined]
     if sid is not None:
         other.set_cookie("sid", sid)
     return other
@@ -139,6 +142,22 @@ def sign_in(testapp: webtest.TestApp, provider: DevProvider, path: str = "/todos
     back = complete_sign_in(testapp, provider, testapp.get(path), login=login)
     assert back.status_int == 302, back
     return back.follow()
+
+
+#: What Chromium sends with a form POST from one of the app's own pages.
+SAME_ORIGIN = {"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"}
+
+
+def sign_out(testapp: webtest.TestApp, next_url: str | None = None, *,
+             headers: dict[str, str] | None = None) -> webtest.TestResponse:
+    """Open the sign-out page and press its button, as a browser does (``headers``: of that POST, by
+    default a same-origin form's); returns the answer to the POST (a 303 to the provider, or a page)."""
+    page = testapp.get("/auth/logout", {"next": next_url} if next_url else {})
+    assert page.status_int == 200 and page.headers["Cache-Control"] == "no-store", page
+    (form,) = forms(page.text)
+    assert form.method == "post", form
+    return testapp.post(urlsplit(form.action).path, form.fields, headers=SAME_ORIGIN if headers is None else headers,
+                        expect_errors=True)
 
 
 def claims_of(token: str) -> dict[str, Any]:

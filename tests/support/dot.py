@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
 import requests
@@ -35,6 +35,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from devprovider import DevProvider
 
 from .servers import GunicornServer, free_port
+
+if TYPE_CHECKING:  # typing.Self is Python 3.11+
+    from typing_extensions import Self
 
 HERE = Path(__file__).resolve().parent
 #: Scopes of the to-do API at DOT (declared in dot_site.settings), and the audience of its JWTs.

@@ -43,4 +43,4 @@ def sample_env(provider: DevProvider, public_url: str, data_dir: Path, *, client
     stock = {"MSAL_PROMPT": "consent"} if provider.mode == "stock" else {}  # its refresh tokens need it
     return msal_env(provider.issuer, client_id, redirect_uri=public_url + "/auth/callback", protect=None,
                     REQUESTS_CA_BUNDLE=str(provider.ca_path), SAMPLE_BIND=f"127.0.0.1:{urlsplit(public_url).port}",
-                    SAMPLE_DATA_DIR=str(data_dir), **{**stock, **more})
+                    **{"SAMPLE_DATA_DIR": str(data_dir), **stock, **more})

@@ -36,12 +36,15 @@ from dataclasses import dataclass
 from http.cookiejar import DefaultCookiePolicy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from devprovider import DevProvider
 
 from .servers import free_port
+
+if TYPE_CHECKING:  # typing.Self is Python 3.11+
+    from typing_extensions import Self
 
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-encoding", "content-length"})
 _ERROR_PAGE = b"<html><body><h1>%d</h1><p>The service is unavailable.</p></body></html>"

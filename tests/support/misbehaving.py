@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Self, Union
+from typing import TYPE_CHECKING, Any, Union
 from urllib.parse import parse_qs, unquote_plus, urlencode, urljoin, urlsplit
 
 import jwt
@@ -45,6 +45,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from devprovider import DevProvider, DevProviderError, SignInResult
+
+if TYPE_CHECKING:  # typing.Self is Python 3.11+
+    from typing_extensions import Self
 
 __all__ = ["AUTH_METHODS", "ID_TOKEN_ALGS", "UNKNOWN_KID", "IdTokenDefects", "Knobs", "MisbehavingProvider"]
 

@@ -26,17 +26,20 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
-from urllib.parse import urljoin
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urljoin, urlsplit
 
 import gunicorn.config
 import redis
 import requests
 
-from devprovider import DevProvider
+from devprovider import DevProvider, forms
 
 from .apps import repost_form
 from .environment import ROOT, sample_env
+
+if TYPE_CHECKING:  # typing.Self is Python 3.11+
+    from typing_extensions import Self
 
 SAMPLE_CONFIG = ROOT / "gunicorn.conf.py"
 READY_TIMEOUT = 30.0
@@ -308,15 +311,15 @@ class SampleServer(GunicornServer):
 
 
 def sample_server(provider: DevProvider, workdir: Path, *, host: str = "127.0.0.1", workers: int = 2,
-                  client_id: str = "todo-web", **env: str) -> SampleServer:
+                  client_id: str = "todo-web", port: int | None = None, **env: str) -> SampleServer:
     """gunicorn serving ``sample_app:app`` with :data:`SAMPLE_CONFIG`, signed in by ``provider``, and its
     to-do list API (:func:`todo_api_server`, logs in ``workdir/api``) at ``TODOLIST_ENDPOINT``.
 
-    Not started yet: use it in a ``with``. Its redirect_uri is its own ``url`` and its
-    data (to-do SQLite, file sessions) go to ``workdir/data``; ``env`` overrides
-    :func:`support.environment.sample_env`, e.g. ``SAMPLE_SESSION_URL=redis.url``.
+    Not started yet: use it in a ``with``. Its redirect_uri is its own ``url`` (on ``port``, default a
+    free one) and its data (to-do SQLite, file sessions, the session key) go to ``workdir/data``; ``env``
+    overrides :func:`support.environment.sample_env`, e.g. ``SAMPLE_SESSION_URL=redis.url``.
     """
-    port = free_port()
+    port = port or free_port()
     api = todo_api_server(provider, workdir / "api", workers=workers)
     return SampleServer(api, "sample_app:app", workdir, env=sample_env(
         provider, f"http://{host}:{port}", workdir / "data", client_id=client_id,
@@ -375,7 +378,42 @@ class Browser:
         return self.follow(back)
 
     def sign_out(self, url: str) -> str:
-        """Open the app's sign-out ``url``; return where it sends the browser (the provider's end-session URL)."""
-        answer = self.get(url)
-        assert answer.is_redirect, f"expected a redirect, got {answer.status_code}: {answer.text[:500]}"
+        """Open the app's sign-out page at ``url`` and press its button (a same-origin form POST, as a
+        browser sends it); return where it sends the browser (the provider's end-session URL)."""
+        page = self.get(url)
+        assert page.status_code == 200, f"expected the sign-out page, got {page.status_code}: {page.text[:500]}"
+        (form,) = forms(page.text)
+        parts = urlsplit(url)
+        answer = self.post(urljoin(url, form.action), form.fields,
+                           headers={"Origin": f"{parts.scheme}://{parts.netloc}", "Sec-Fetch-Site": "same-origin"})
+        assert answer.status_code == 303, f"expected a redirect, got {answer.status_code}: {answer.text[:500]}"
         return urljoin(answer.url, answer.headers["location"])
+
+
+class CommandServer(_Server):
+    """A server started by a shell command run from the repository, such as a README's; ready when ``port`` accepts.
+
+    :param command: the ``sh -c`` command line, e.g. ``cd examples && flask --app flask_app run --port 5001``.
+    :param env: variables added to this process's environment (``PATH`` starts with this Python's scripts).
+    """
+
+    name = "command"
+
+    def __init__(self, command: str, workdir: Path | str, *, port: int, env: Mapping[str, str] | None = None) -> None:
+        super().__init__(workdir, port)
+        self.command = command
+        self.extra_env = dict(env or {})
+
+    def _command(self) -> list[str]:
+        return ["sh", "-c", f"cd '{ROOT}' && {self.command}"]
+
+    def _env(self) -> dict[str, str]:
+        scripts = str(Path(sys.executable).parent)  # flask, pserve, waitress-serve of the Python running the tests
+        return {**os.environ, "PATH": scripts + os.pathsep + os.environ.get("PATH", ""), **self.extra_env}
+
+    def _ready(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+        except OSError:
+            return False
+        return True

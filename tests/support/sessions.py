@@ -2,13 +2,17 @@
 
 The ``SESSION_*`` keys are where msal_wsgi keeps its data in a session (the
 token cache, the signed-in user, pending and completed sign-ins); tests read
-them here, from the one module of the package that defines them.
+them here, from the one module of the package that defines them. The apps of
+the tests seal them with :data:`TEST_SESSION_KEYS` (``session_keys``), so a
+session read by :func:`session_of` is opened with the same keys: an
+:class:`Opened` mapping shows msal_wsgi's values as msal_wsgi sees them, and
+seals what a test puts in it (``raw`` is the stored session itself).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
 from beaker.session import Session
@@ -22,6 +26,7 @@ from msal_wsgi._environ import (
     SESSION_REPLAYS,
     SESSION_USER,
 )
+from msal_wsgi.crypto import Codec, codec_for
 
 __all__ = [
     "ALL_SESSION_KEYS",
@@ -32,8 +37,11 @@ __all__ = [
     "SESSION_GRANTS",
     "SESSION_REPLAYS",
     "SESSION_USER",
+    "TEST_SESSION_KEYS",
+    "Opened",
     "beaker_options",
     "cache_secrets",
+    "codec_of",
     "msal_cache",
     "session_of",
     "stored_session",
@@ -50,6 +58,52 @@ def beaker_options(kind: str = "memory", data_dir: str | None = None) -> dict[st
 
 #: What :func:`support.apps.make_testapp` gives Beaker: memory sessions, shared by every app of the process.
 MEMORY_SESSIONS = beaker_options("memory")
+#: The ``session_keys`` of the tests' apps: what msal_wsgi keeps in their sessions is sealed (AES-256-GCM).
+TEST_SESSION_KEYS = ("dGVzdC1zZXNzaW9uLWtleS0wMDAwMDAwMDAwMDAwMDA",)
+
+
+def codec_of(testapp: Any) -> Codec:
+    """What seals and opens the values of ``testapp``'s sessions (its ``session_keys``)."""
+    return codec_for(getattr(testapp, "session_keys", TEST_SESSION_KEYS))
+
+
+class Opened(MutableMapping[str, Any]):
+    """A stored session with msal_wsgi's values opened as msal_wsgi reads them (a value that does not
+    open reads as absent), sealed again when a test sets one. ``save()`` writes the session back."""
+
+    def __init__(self, raw: Session, codec: Codec) -> None:
+        self.raw = raw
+        self._codec = codec
+
+    @property
+    def id(self) -> str:
+        return str(self.raw.id)
+
+    def __getitem__(self, key: str) -> Any:
+        value = self.raw[key]
+        if key in ALL_SESSION_KEYS:
+            from msal_wsgi.crypto import Unreadable
+
+            try:
+                return self._codec.open(key, self.id, value)
+            except Unreadable:
+                raise KeyError(key) from None
+        return value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.raw[key] = self._codec.seal(key, self.id, value) if key in ALL_SESSION_KEYS else value
+
+    def __delitem__(self, key: str) -> None:
+        del self.raw[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self.raw.keys()))
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def save(self) -> None:
+        self.raw.save()
 
 
 def stored_session(sid: str | None, options: Mapping[str, Any] = MEMORY_SESSIONS) -> Session:
@@ -62,19 +116,25 @@ def stored_session(sid: str | None, options: Mapping[str, Any] = MEMORY_SESSIONS
     return Session({}, id=sid, use_cookies=False, **params)
 
 
-def session_of(testapp: Any, sid: str | None = None) -> Session:
-    """The session behind the test browser's cookie (or ``sid``), as the server stores it."""
+def session_of(testapp: Any, sid: str | None = None) -> Opened:
+    """The session behind the test browser's cookie (or ``sid``), as the server stores it, opened."""
     options = getattr(testapp, "session_options", MEMORY_SESSIONS)
-    return stored_session(sid if sid is not None else testapp.cookies["sid"], options)
+    return Opened(stored_session(sid if sid is not None else testapp.cookies["sid"], options), codec_of(testapp))
 
 
 def msal_cache(session: Mapping[str, Any]) -> dict[str, Any]:
-    """msal's token cache in ``session``: its JSON, with ``AccessToken``, ``RefreshToken``, ``IdToken``... sections."""
+    """msal's token cache in ``session``: its JSON, with ``RefreshToken``, ``IdToken``, ``Account``... sections
+    (no ``AccessToken``: the user record's index holds them)."""
     return json.loads(session[SESSION_CACHE])
 
 
 def cache_secrets(session: Mapping[str, Any], *sections: str) -> list[str]:
-    """The ``secret`` of every entry in these sections (default: the tokens) of the session's msal cache."""
+    """The ``secret`` of every entry in these sections (default: the tokens) of the session's msal cache;
+    ``AccessToken`` secrets are those of the user record's index."""
     cache = msal_cache(session)
-    return [entry["secret"] for section in sections or ("AccessToken", "RefreshToken", "IdToken")
-            for entry in cache.get(section, {}).values()]
+    secrets = []
+    for section in sections or ("AccessToken", "RefreshToken", "IdToken"):
+        secrets += [entry["secret"] for entry in cache.get(section, {}).values()]
+        if section == "AccessToken" and SESSION_USER in session:
+            secrets += [entry[0] for entry in session[SESSION_USER]["tokens"].values()]
+    return secrets
