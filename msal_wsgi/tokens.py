@@ -25,6 +25,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Iterable
+from functools import partial
 from typing import Callable
 
 from ._msal import IdentityClient, still_fresh
@@ -100,8 +101,8 @@ class TokenSource:
                 refused = exc
                 continue
             served = () if grants[number].covers(scopes) else scopes
-            view.store_token(user, token, new_cache, grant=number, served=served)
-            _keep(view.flush, refreshed=new_cache is not None)
+            _keep(partial(_store_and_flush, view, user, token, new_cache, number, served),
+                  refreshed=new_cache is not None)
             return token, new_cache
         assert refused is not None
         raise InteractionRequired(refused.reason, scopes=scopes)
@@ -128,6 +129,12 @@ class TokenSource:
                                              subject=current.user.claims.get("sub"))
             _keep(lambda: view.rechecked(current, new_cache, now), refreshed=True)  # a rotated one, too
         self._events(ACCOUNT_RECHECKED, user=current.user.username)
+
+
+def _store_and_flush(view: SessionView, user: StoredUser, token: AccessToken, new_cache: str | None, grant: int,
+                     served: tuple[str, ...]) -> None:
+    view.store_token(user, token, new_cache, grant=grant, served=served)  # it writes the store's index too
+    view.flush()
 
 
 def _keep(write: Callable[[], None], *, refreshed: bool) -> None:

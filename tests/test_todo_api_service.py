@@ -302,7 +302,7 @@ def test_an_add_form_the_sample_cannot_read_is_a_400_page(provider, upstream, tm
 
 def test_a_script_gets_the_list_and_the_failures_as_json(provider, upstream, tmp_path, monkeypatch):
     web = web_for(provider, upstream.url, tmp_path, monkeypatch)
-    form = web.get("/todos").forms[0]
+    form = web.get("/todos").forms["add"]
     form["description"] = "From a script"
     form.submit()
     assert web.get("/todos", headers={"Accept": "application/json"}).json == [{"description": "From a script"}]
