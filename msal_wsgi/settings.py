@@ -741,14 +741,22 @@ def _build(cls: type[Settings], values: dict[str, Any], names: Mapping[str, str]
 
 def _checked_session_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """Beaker options as Beaker will coerce them; cookie-only storage and bad values are refused now."""
-    from beaker.util import coerce_session_params  # optional dependency, needed only with session_options
+    from beaker.cache import clsmap  # optional dependency, needed only with session_options
+    from beaker.util import coerce_session_params
 
-    if str(options.get("type", "memory")) == "cookie":
+    kind = options.get("type", "memory")
+    if str(kind) == "cookie":
         raise ConfigurationError(
             "session.type",
             "cookie-only sessions cannot hold a token cache (browsers cap cookies near 4 KB and a "
             "cache with one account is 3-6 KB); use server-side storage such as "
             "'file', 'ext:redis' or 'ext:database'")
+    if isinstance(kind, str):  # Beaker's own table of storage types (and its plugins'), which it reads per request
+        try:
+            clsmap[kind]
+        except KeyError:
+            raise ConfigurationError("session.type", f"{kind!r} is not a Beaker storage type, such as 'file', "
+                                     "'ext:redis' or 'ext:database'") from None
     try:
         coerce_session_params(dict(options))
     except Exception as exc:  # noqa: BLE001 - Beaker raises plain Exception, naming the option

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 
 import pytest
@@ -11,7 +12,7 @@ from beaker.middleware import SessionMiddleware
 from support.apps import OFFLINE_ISSUER
 from support.environment import ini_settings
 
-from msal_wsgi import ConfigurationError, MsalMiddleware, Protect, Settings
+from msal_wsgi import ConfigurationError, MsalMiddleware, Protect, ProtectApi, Require, Settings
 from msal_wsgi.settings import ENV_VARS, parse_protect
 
 GOOD = {"client_id": "id", "client_credential": "secret", "oidc_authority": OFFLINE_ISSUER,
@@ -87,6 +88,45 @@ def app(environ, start_response):
     ({"session_lock": "memcached://x"}, "session_lock"),
     ({"session_lock": 42}, "session_lock"),
     ({"login_path": "/"}, "login_path"),
+    # each bound and type of the numbers, one step outside
+    ({"client_id": "  "}, "client_id"),
+    ({"max_pending_sign_ins": 100_001}, "max_pending_sign_ins"),
+    ({"sign_in_timeout": 0}, "sign_in_timeout"),
+    ({"sign_in_timeout": "600"}, "sign_in_timeout"),
+    ({"max_replay_body": -1}, "max_replay_body"),
+    ({"max_replay_body": 1024 * 1024 + 1}, "max_replay_body"),
+    ({"max_replay_body": True}, "max_replay_body"),
+    ({"max_replay_body": "0"}, "max_replay_body"),
+    ({"clock_skew": -1}, "clock_skew"),
+    ({"clock_skew": True}, "clock_skew"),
+    ({"clock_skew": 6.5}, "clock_skew"),
+    ({"http_timeout": -1}, "http_timeout"),
+    ({"http_timeout": "10"}, "http_timeout"),
+    ({"api_token_cache": -1}, "api_token_cache"),
+    ({"api_token_cache": 1_000_001}, "api_token_cache"),
+    ({"api_token_cache": False}, "api_token_cache"),
+    ({"api_token_cache": "5"}, "api_token_cache"),
+    ({"remote_user_claim": 42}, "remote_user_claim"),
+    ({"allowed_tenants": [42]}, "allowed_tenants"),
+    ({"allowed_redirect_origins": ("https://ok.example?x=1",)}, "allowed_redirect_origins"),
+    ({"allowed_redirect_origins": ("http://ok.example",)}, "allowed_redirect_origins"),
+    # http only for loopback, and then only http: no other scheme rides on the exception
+    ({"redirect_uri": "ftp://localhost/auth/callback"}, "redirect_uri"),
+    ({"redirect_uri": "wss://localhost/auth/callback"}, "redirect_uri"),
+    # scopes with a quote or a backslash could not be written into a header
+    ({"protect": {"/todos": ['a"b']}}, "protect.read"),
+    ({"protect": {"/todos": ["a\\b"]}}, "protect.read"),
+    # the sign-in endpoints themselves (built at run time: not the same string objects as the defaults)
+    ({"protect": {"/auth/" + "login": Protect()}}, "protect"),
+    ({"protect": {"/auth/" + "logout": Protect()}}, "protect"),
+    # which credential is missing, for a web app and for an API-only one
+    ({"client_credential": None, "redirect_uri": ""}, "client_secret"),
+    ({"client_credential": None, "protect": {"/api": ProtectApi("r")}, "api_audience": "api://todo"},
+     "client_secret"),
+    # API rules need the API's audience, and a full scope must be one of its
+    ({"protect": {"/api": ProtectApi("r")}}, "api_audience"),
+    ({"protect": {"/api": ProtectApi("api://other/R")}, "api_audience": "api://todo"}, "protect"),
+    ({"protect": {"/api": ProtectApi("api://todo/R", "api://other/W")}, "api_audience": "api://todo"}, "protect"),
 ])
 def test_bad_setting_is_named(changes, setting):
     with pytest.raises(ConfigurationError) as raised:
@@ -293,3 +333,310 @@ def test_with_changes_replaces_a_credential_whatever_form_either_takes():
     certificate = {"private_key": "k", "thumbprint": "t"}
     assert dict(settings.with_changes(client_credential=certificate).client_credential) == certificate
     assert settings.with_changes(prompt="login").client_credential == "secret"
+
+
+API = {"api_audience": "api://todo"}
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+
+
+@pytest.mark.parametrize(("changes", "field", "value"), [
+    ({"max_pending_sign_ins": 1}, "max_pending_sign_ins", 1),
+    ({"max_pending_sign_ins": 100_000}, "max_pending_sign_ins", 100_000),
+    ({"sign_in_timeout": 1}, "sign_in_timeout", 1),
+    ({"sign_in_timeout": 100_000}, "sign_in_timeout", 100_000),
+    ({"max_replay_body": 0}, "max_replay_body", 0),
+    ({"max_replay_body": 1024 * 1024}, "max_replay_body", 1024 * 1024),
+    ({"clock_skew": 0}, "clock_skew", 0),
+    ({"clock_skew": 600}, "clock_skew", 600),
+    ({"http_timeout": 0.5}, "http_timeout", 0.5),
+    ({"http_timeout": 300}, "http_timeout", 300),
+    ({"api_token_cache": 0}, "api_token_cache", 0),
+    ({"api_token_cache": 1_000_000}, "api_token_cache", 1_000_000),
+    ({"remote_user_claim": "preferred_username"}, "remote_user_claim", "preferred_username"),
+    ({"login_path": "/auth/signin", "logout_path": "/auth/out"}, "logout_path", "/auth/out"),
+    ({"post_logout_redirect_uri": "http://localhost:5000/"}, "post_logout_redirect_uri", "http://localhost:5000/"),
+    ({"allowed_redirect_origins": ("http://localhost:3000", "https://Other.Example/")}, "allowed_redirect_origins",
+     ("http://localhost:3000", "https://other.example")),
+    ({"allowed_tenants": TENANT.upper()}, "allowed_tenants", (TENANT,)),
+    ({"oidc_authority": "https://id.example/realm/"}, "oidc_authority", "https://id.example/realm"),
+], ids=["pending-1", "pending-100000", "timeout-1", "timeout-100000", "replay-0", "replay-1mb", "skew-0",
+        "skew-600", "http-timeout-half-second", "http-timeout-300", "api-cache-0", "api-cache-1000000",
+        "remote-user-claim", "logout-path-sorting-before-login-path", "loopback-post-logout-uri",
+        "origins-normalised", "tenant-lowercased", "authority-without-trailing-slash"])
+def test_values_within_the_bounds_are_kept(changes, field, value):
+    assert getattr(Settings(**{**GOOD, **changes}), field) == value
+
+
+def test_the_defaults_are_those_of_the_configuration_reference():
+    settings = Settings(**GOOD)
+    assert (settings.api_token_cache, settings.max_pending_sign_ins, settings.sign_in_timeout,
+            settings.max_replay_body, settings.http_timeout, settings.clock_skew) == (1024, 5, 600, 65536, 10.0, 60)
+    assert (settings.login_path, settings.logout_path, settings.response_mode) == (
+        "/auth/login", "/auth/logout", "form_post")
+
+
+def test_an_api_only_app_needs_no_redirect_uri_and_no_credential():
+    settings = Settings(client_id="id", oidc_authority=OFFLINE_ISSUER, protect={"/api": ProtectApi("r")}, **API)
+    assert settings.api_only and settings.client_credential is None and settings.callback_path is None
+
+
+@pytest.mark.parametrize(("redirect_uri", "path"), [
+    ("https://app.example/auth/callback", "/auth/callback"),
+    ("https://app.example", "/"),
+], ids=["its-path", "root"])
+def test_the_callback_path_is_the_path_of_the_redirect_uri(redirect_uri, path):
+    assert Settings(**{**GOOD, "redirect_uri": redirect_uri}).callback_path == path
+
+
+def test_rules_whose_full_scopes_belong_to_the_api_are_kept():
+    rule = ProtectApi("api://todo/R", "api://todo/W")
+    assert Settings(**GOOD, protect={"/api": rule}, **API).protect["/api"] == rule
+
+
+def test_settings_with_other_rules_are_not_equal():
+    one = Settings(**GOOD, protect={"/todos": Protect("r")})
+    assert one != Settings(**GOOD, protect={"/todos": Protect("w")})
+    assert one != Settings(**GOOD, protect={"/other": Protect("r")})
+    assert one.protect != {"/todos": Protect("w")} and one.protect != [("/todos", Protect("r"))]
+
+
+def test_the_event_hook_and_the_lock_do_not_make_settings_differ():
+    assert Settings(**GOOD, on_event=print) == Settings(**GOOD, on_event=None)
+    assert Settings(**GOOD, session_lock="thread") == Settings(**GOOD)
+
+
+def test_repr_shows_the_settings_but_no_secret():
+    text = repr(Settings(**{**GOOD, "client_credential": None, "client_secret": "s3cr3t"},
+                         client_certificate_password="pa55word"))
+    assert "client_id='id'" in text and "redirect_uri='https://app.example/auth/callback'" in text
+    assert "s3cr3t" not in text and "pa55word" not in text
+
+
+def test_session_options_have_no_environment_variable():
+    assert "MSAL_SESSION_OPTIONS" not in ENV_VARS
+
+
+# -- Protect and ProtectApi: what each method needs, and the line `check` prints
+
+@pytest.mark.parametrize(("rule", "method", "scopes"), [
+    (Protect("r"), "GET", ("r",)),
+    (Protect("r"), "POST", ("r",)),
+    (Protect("r", "w"), "GET", ("r",)),
+    (Protect("r", "w"), "HEAD", ("r",)),
+    (Protect("r", "w"), "DELETE", ("w",)),
+    (Protect("r", ()), "POST", ()),
+    (ProtectApi("r"), "POST", ("r",)),
+    (ProtectApi("r", "w"), "OPTIONS", ("r",)),
+    (ProtectApi("r", "w"), "PUT", ("w",)),
+], ids=["web-get", "web-post-defaults-to-read", "web-get-with-write", "web-head", "web-delete-writes",
+        "web-post-needs-none", "api-post-defaults-to-read", "api-options", "api-put-writes"])
+def test_the_scopes_a_method_needs(rule, method, scopes):
+    assert rule.scopes_for(method) == scopes
+
+
+@pytest.mark.parametrize(("rule", "method", "roles"), [
+    (ProtectApi(app_read="a"), "GET", ("a",)),
+    (ProtectApi(app_read="a"), "POST", ("a",)),
+    (ProtectApi(app_read="a", app_write="b"), "GET", ("a",)),
+    (ProtectApi(app_read="a", app_write="b"), "PATCH", ("b",)),
+    (ProtectApi("r"), "GET", ()),
+], ids=["get", "post-defaults-to-read", "get-with-write", "patch-writes", "none"])
+def test_the_app_roles_a_method_needs(rule, method, roles):
+    assert rule.roles_for(method) == roles
+
+
+FULL = ProtectApi("api://todo/Read", "api://todo/Write", app_read="Reader", app_write="Writer")
+
+
+@pytest.mark.parametrize(("rule", "method", "app_only", "granted", "accepted"), [
+    (FULL, "GET", False, {"Read"}, True),
+    (FULL, "GET", False, {"Write"}, False),
+    (FULL, "POST", False, {"Write"}, True),
+    (FULL, "POST", False, {"Read"}, False),
+    (FULL, "GET", False, {"api://todo/Read"}, False),
+    (FULL, "GET", False, {"Reader"}, False),
+    (FULL, "GET", True, {"Reader"}, True),
+    (FULL, "GET", True, {"Read"}, False),
+    (FULL, "PUT", True, {"Writer"}, True),
+    (FULL, "PUT", True, {"Reader"}, False),
+    (ProtectApi("Read"), "DELETE", False, {"Read"}, True),
+    (ProtectApi(app_read="Reader"), "DELETE", True, {"Reader"}, True),
+    (ProtectApi("Read"), "GET", True, {"Read"}, False),
+    (FULL, "GET", False, set(), False),
+], ids=["read-scope-reads", "write-scope-does-not-read", "write-scope-writes", "read-scope-does-not-write",
+        "scp-holds-short-names", "a-role-is-not-a-scope", "read-role-reads", "a-scope-is-not-a-role",
+        "write-role-writes", "read-role-does-not-write", "write-defaults-to-read", "app-write-defaults-to-app-read",
+        "no-app-roles-no-app-only-tokens", "nothing-granted"])
+def test_what_a_token_may_do(rule, method, app_only, granted, accepted):
+    assert rule.accepts(method, app_only=app_only, granted=frozenset(granted)) is accepted
+
+
+@pytest.mark.parametrize("rule", [
+    lambda: ProtectApi(read="r", write="w", app_read="a", app_write="b", require=Require(roles="X")),
+    lambda: ProtectApi(write="w"),
+    lambda: ProtectApi(app_read="a"),
+    lambda: ProtectApi(app_write="b"),
+], ids=["every-keyword", "write-only", "app-read-only", "app-write-only"])
+def test_an_api_rule_naming_some_scopes_or_roles_is_taken(rule):
+    assert rule().describe().startswith("API: ")
+
+
+@pytest.mark.parametrize("make", [
+    lambda: ProtectApi(),
+    lambda: ProtectApi((), ()),
+    lambda: ProtectApi("r", None, "a"),
+    lambda: ProtectApi("r").accepts("GET", False, frozenset()),
+], ids=["nothing", "empty-lists", "app-roles-by-position", "accepts-by-position"])
+def test_an_api_rule_needs_scopes_or_roles_and_takes_the_others_by_keyword(make):
+    with pytest.raises((ConfigurationError, TypeError)) as raised:
+        make()
+    assert raised.type is TypeError or raised.value.setting == "protect"
+
+
+def test_an_api_rule_is_a_frozen_value():
+    rule = ProtectApi("r", "w", app_read="a")
+    assert rule == ProtectApi(["r"], ["w"], app_read=["a"]) and hash(rule) == hash(ProtectApi("r", "w", app_read="a"))
+    assert rule != ProtectApi("r", app_read="a") and rule.write == ("w",) and ProtectApi("r").write is None
+    assert ProtectApi(app_read="a", app_write="b").app_write == ("b",) and ProtectApi(app_read="a").app_write is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rule.read = ("x",)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("rule", "line"), [
+    (Protect(), "GET/HEAD/OPTIONS: (signed-in user, no token)"),
+    (Protect("r1 r2"), "GET/HEAD/OPTIONS: r1 r2"),
+    (Protect("r", "w"), "GET/HEAD/OPTIONS: r; other methods: w"),
+    (Protect(require=Require(roles=["Admin"])), "GET/HEAD/OPTIONS: (signed-in user, no token); requires roles Admin"),
+    (Protect("r", require=[Require(roles=["A", "B"], groups=["g"], tenants=[TENANT]),
+                           Require(claims=lambda claims: True, description="step-up")]),
+     f"GET/HEAD/OPTIONS: r; requires roles A B, groups g, tenants {TENANT} and step-up"),
+    (Protect(require=Require(roles="A", claims=lambda claims: True, description="mfa")),
+     "GET/HEAD/OPTIONS: (signed-in user, no token); requires roles A, mfa"),
+    (ProtectApi("r"), "API: GET/HEAD/OPTIONS: r"),
+    (ProtectApi("r", "w"), "API: GET/HEAD/OPTIONS: r; other methods: w"),
+    (ProtectApi(app_read="role"), "API: GET/HEAD/OPTIONS: (no delegated tokens); app-only: role"),
+    (ProtectApi("r", app_read="a", app_write="b"), "API: GET/HEAD/OPTIONS: r; app-only: a | b"),
+    (ProtectApi(app_write="b"), "API: GET/HEAD/OPTIONS: (no delegated tokens); app-only: (none) | b"),
+    (ProtectApi("r", require=Require(groups="G")), "API: GET/HEAD/OPTIONS: r; requires groups G"),
+], ids=["signed-in-only", "read-scopes", "read-and-write", "a-role", "two-rules", "role-and-claims", "api-read",
+        "api-read-and-write", "api-app-role", "api-app-read-and-write", "api-app-write-only", "api-require"])
+def test_each_rule_is_described_in_one_line(rule, line):
+    assert rule.describe() == line
+
+
+# -- the ini/env text form of protect
+
+@pytest.mark.parametrize(("text", "rules"), [
+    ("/api = api: r | w roles: a | b", {"/api": ProtectApi("r", "w", app_read="a", app_write="b")}),
+    ("/api = api: r", {"/api": ProtectApi("r")}),
+    ("/api = api: roles: a", {"/api": ProtectApi(app_read="a")}),
+    ("/api = api: r1 r2 roles: a1 a2", {"/api": ProtectApi("r1 r2", app_read="a1 a2")}),
+    ("/api = api: r\n/todos = t", {"/api": ProtectApi("r"), "/todos": Protect("t")}),
+], ids=["read-write-roles", "read-only", "roles-only", "several-of-each", "api-and-web"])
+def test_the_api_text_form(text, rules):
+    assert dict(Settings.from_mapping({**INI, **API, "protect": text}).protect) == rules
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("/todos = r roles: a", "rule 1 '/todos = r roles: a' 'roles:' may appear once, in an API rule"),
+    ("/api = api: r roles: a roles: b", "'roles:' may appear once"),
+    ("/api = api: r api: s", "'api:' only first"),
+    ("/todos = r api:", "'api:' only first"),
+    ("/a = x\n/b = y | z | w", "rule 2 '/b = y | z | w' has more than one '|'"),
+    ("/a = x; /b = y; /c = x, /d", "rule 3 '/c = x, /d' '/d' looks like a prefix"),
+    ("/a = x\n/a = y", "prefix '/a' is listed twice"),
+], ids=["roles-in-a-web-rule", "roles-twice", "api-twice", "api-not-first", "two-bars-named-by-line",
+        "comma-separated-rules", "prefix-twice"])
+def test_a_bad_protect_line_is_named_with_its_number(text, problem):
+    with pytest.raises(ConfigurationError) as raised:
+        Settings.from_mapping({**INI, **API, "protect": text})
+    assert raised.value.setting == "protect" and problem in raised.value.problem
+
+
+def test_protecting_the_root_is_refused_for_what_it_is():
+    with pytest.raises(ConfigurationError, match="would protect the sign-in endpoints too"):
+        Settings(**GOOD, protect={"/": Protect()})
+
+
+# -- ini and environment strings
+
+def test_an_ini_hook_names_a_function():
+    assert Settings.from_mapping({**INI, "on_event": "json:dumps"}).on_event is json.dumps
+    assert Settings.from_mapping({**INI, "on_event": "logging:Logger.info"}).on_event is logging.Logger.info
+
+
+@pytest.mark.parametrize("spec", ["no_such_module_here:f", "json:no_such_function", ":dumps", "json"],
+                         ids=["no-module", "no-function", "no-module-name", "a-module"])
+def test_an_ini_hook_that_is_not_a_function_is_named(spec):
+    with pytest.raises(ConfigurationError) as raised:
+        Settings.from_mapping({**INI, "on_event": spec})
+    assert raised.value.setting == "on_event"
+
+
+def test_session_keys_anywhere_in_an_ini_section(tmp_path):
+    settings = Settings.from_mapping({"session.type": "file", "session.data_dir": str(tmp_path), **INI})
+    assert settings.client_id == INI["client_id"] and settings.session_options == {"type": "file",
+                                                                                   "data_dir": str(tmp_path)}
+
+
+ENV = {"MSAL_CLIENT_ID": "id", "MSAL_CLIENT_SECRET": "s", "MSAL_OIDC_AUTHORITY": OFFLINE_ISSUER,
+       "MSAL_REDIRECT_URI": "https://app.example/auth/callback"}
+
+
+def test_a_keyword_override_is_named_as_the_keyword():
+    with pytest.raises(ConfigurationError) as raised:
+        Settings.from_env({**ENV, "MSAL_HTTP_TIMEOUT": "5"}, http_timeout=0)
+    assert raised.value.setting == "http_timeout"
+
+
+def test_an_unknown_msal_variable_is_named_with_the_nearest_known_one():
+    with pytest.raises(ConfigurationError) as raised:
+        Settings.from_env({**ENV, "MSAL_CLIENTID": "x"})
+    assert raised.value.setting == "MSAL_CLIENTID"
+    assert raised.value.problem == "is not a msal_wsgi environment variable; did you mean 'MSAL_CLIENT_ID'?"
+
+
+def test_other_variables_and_msal_s_own_are_left_alone():
+    assert Settings.from_env({**ENV, "PATH": "/bin", "MSAL_FORCE_REGION": "westus"}).client_id == "id"
+
+
+def test_the_environment_of_from_mapping_is_keyword_only():
+    with pytest.raises(TypeError):
+        Settings.from_mapping(INI, {})  # type: ignore[misc]
+
+
+# -- the session lock follows Beaker's file sessions
+
+@pytest.mark.parametrize(("options", "lock_dir"), [
+    ({"type": "file", "data_dir": "{tmp}/data"}, "{tmp}/data/msal_wsgi"),
+    ({"type": "file", "lock_dir": "{tmp}/locks"}, "{tmp}/locks/msal_wsgi"),
+    ({"type": "file", "data_dir": "{tmp}/data", "lock_dir": "{tmp}/locks"}, "{tmp}/locks/msal_wsgi"),
+    ({"type": "memory", "data_dir": "{tmp}/data"}, None),
+    ({"type": "file"}, None),
+], ids=["file-data-dir", "file-lock-dir", "lock-dir-first", "memory", "file-without-a-directory"])
+def test_file_sessions_lock_across_the_processes_of_the_host(tmp_path, options, lock_dir):
+    options = {key: value.format(tmp=tmp_path) for key, value in options.items()}
+    settings = Settings(**GOOD, session_options=options)
+    with settings.session_lock("sid"):
+        made = sorted(str(path.parent) for path in tmp_path.rglob("*.lock"))
+    assert made == ([lock_dir.format(tmp=tmp_path)] if lock_dir else [])
+
+
+def test_a_lock_given_wins_over_file_sessions(tmp_path):
+    settings = Settings(**GOOD, session_lock="thread", session_options={"type": "file", "data_dir": str(tmp_path)})
+    with settings.session_lock("sid"):
+        assert list(tmp_path.rglob("*.lock")) == []
+
+
+@pytest.mark.parametrize(("changes", "setting", "problem"), [
+    ({"redirect_uri": "http://app.example/auth/callback"}, "redirect_uri",
+     "'http://app.example/auth/callback' must be an absolute https:// URL (http is allowed only for localhost)"),
+    ({"oidc_authority": "http://localhost/realm"}, "oidc_authority",
+     "'http://localhost/realm' must be an absolute https:// URL"),
+    ({"session_options": {"type": "abc"}}, "session.type",
+     "'abc' is not a Beaker storage type, such as 'file', 'ext:redis' or 'ext:database'"),
+], ids=["http-redirect-uri-names-the-loopback-exception", "http-authority-has-none", "unknown-beaker-storage"])
+def test_the_problem_says_what_would_do(changes, setting, problem):
+    with pytest.raises(ConfigurationError) as raised:
+        Settings(**{**GOOD, **changes})
+    assert (raised.value.setting, raised.value.problem) == (setting, problem)

@@ -129,3 +129,81 @@ def test_a_bad_certificate_file_is_a_configuration_error(tmp_path, problem):
     with pytest.raises(ConfigurationError) as raised:
         Settings.from_mapping(ini_for(OFFLINE_ISSUER, client_certificate=str(path)))
     assert raised.value.setting == "client_certificate"
+
+
+# -- certificate files, read and checked at construction (no provider)
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    """A key-and-certificate PEM file, and the certificate alone."""
+    return make_client_certificate(tmp_path_factory.mktemp("certificate"))
+
+
+def encrypted_pem(pem_path, target, password):
+    """The same key and certificate, the key encrypted with ``password``."""
+    data = pem_path.read_bytes()
+    key = serialization.load_pem_private_key(data, None)
+    target.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                         serialization.BestAvailableEncryption(password.encode()))
+                       + x509.load_pem_x509_certificate(data).public_bytes(serialization.Encoding.PEM))
+    return target
+
+
+def settings_with(path, password=None):
+    more = {"client_certificate_password": password} if password else {}
+    return Settings.from_mapping(ini_for(OFFLINE_ISSUER, client_certificate=str(path), **more))
+
+
+def test_a_pem_file_becomes_msal_s_certificate_credential(certificate):
+    pem, _ = certificate
+    assert dict(settings_with(pem).client_credential) == {
+        "private_key": pem.read_text(), "public_certificate": pem.read_text(), "passphrase": None}
+
+
+def test_a_pem_file_with_an_encrypted_key_opens_with_its_password(certificate, tmp_path):
+    path = encrypted_pem(certificate[0], tmp_path / "encrypted.pem", "correct horse")
+    assert settings_with(path, "correct horse").client_credential["passphrase"] == "correct horse"
+
+
+def test_a_pfx_file_is_handed_to_msal_by_its_path(certificate, tmp_path):
+    pfx = pfx_of(certificate[0], tmp_path / "client.pfx", "correct horse")
+    assert dict(settings_with(pfx, "correct horse").client_credential) == {
+        "private_key_pfx_path": str(pfx), "passphrase": "correct horse"}
+
+
+def damaged(target):
+    target.write_bytes(b"not a certificate file")
+    return target
+
+
+def pfx_without(pem_path, target, missing):
+    data = pem_path.read_bytes()
+    key, cert = serialization.load_pem_private_key(data, None), x509.load_pem_x509_certificate(data)
+    target.write_bytes(pkcs12.serialize_key_and_certificates(
+        b"partial", None if missing == "key" else key, None if missing == "certificate" else cert, None,
+        serialization.NoEncryption()))
+    return target
+
+
+@pytest.mark.parametrize(("make", "password", "problem"), [
+    (lambda pem, tmp: encrypted_pem(pem, tmp / "e.pem", "correct horse"), "wrong", "must be a PEM file"),
+    (lambda pem, tmp: encrypted_pem(pem, tmp / "e.pem", "correct horse"), None, "must be a PEM file"),
+    (lambda pem, tmp: pem, "not needed", "must be a PEM file"),
+    (lambda pem, tmp: pfx_of(pem, tmp / "c.pfx", "correct horse"), "wrong", "must be a PKCS#12 file"),
+    (lambda pem, tmp: damaged(tmp / "c.p12"), None, "must be a PKCS#12 file"),
+    (lambda pem, tmp: damaged(tmp / "c.pem"), None, "must be a PEM file"),
+    (lambda pem, tmp: pfx_without(pem, tmp / "k.pfx", "key"), None, "does not belong to its certificate"),
+    (lambda pem, tmp: pfx_without(pem, tmp / "c.pfx", "certificate"), None, "does not belong to its certificate"),
+], ids=["pem-wrong-password", "pem-no-password", "pem-password-for-a-plain-key", "pfx-wrong-password",
+        "pfx-damaged", "pem-damaged", "pfx-without-key", "pfx-without-certificate"])
+def test_a_certificate_that_does_not_open_says_which_kind_of_file_it_wanted(certificate, tmp_path, make, password,
+                                                                            problem):
+    with pytest.raises(ConfigurationError) as raised:
+        settings_with(make(certificate[0], tmp_path), password)
+    assert raised.value.setting == "client_certificate" and problem in raised.value.problem
+
+
+def test_a_new_certificate_replaces_a_secret(certificate):
+    settings = Settings.from_mapping(ini_for(OFFLINE_ISSUER, client_secret="s"))
+    changed = settings.with_changes(client_certificate=str(certificate[0]))
+    assert changed.client_credential["public_certificate"] == certificate[0].read_text()

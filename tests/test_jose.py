@@ -43,6 +43,7 @@ CLIENT_ID = "client-1"
 NONCE = "n-0S6_WzA2Mj"
 API = "api://todo"
 MISSING = object()  # a claim or header to leave out
+NOT_UTF8_HEADER = b'{"alg": "RS256", "kid": "rsa-1"}' + bytes([0xFF])
 
 RSA_1 = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 RSA_2 = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -156,6 +157,7 @@ ID_TOKEN_PASSES = [
     pytest.param(sign(id_claims(), typ=MISSING), {}, id="no-typ"),
     pytest.param(sign(id_claims(aud=[CLIENT_ID, "other"], azp=CLIENT_ID)), {}, id="several-aud-azp-is-client"),
     pytest.param(sign(id_claims(azp=CLIENT_ID)), {}, id="one-aud-azp-is-client"),
+    pytest.param(sign(id_claims(aud=[CLIENT_ID])), {}, id="aud-list-of-one-needs-no-azp"),
     pytest.param(sign(id_claims(exp=NOW - LEEWAY + 1)), {}, id="exp-last-second-of-leeway"),
     pytest.param(sign(id_claims(nbf=NOW + LEEWAY)), {}, id="nbf-at-leeway"),
     pytest.param(sign(id_claims(iat=NOW + LEEWAY)), {}, id="iat-at-leeway"),
@@ -179,6 +181,11 @@ ID_TOKEN_FAILURES = [
     pytest.param(f"{b64({'alg': 'RSA-OAEP', 'enc': 'A256GCM'})}.a.b.c.d", {}, "malformed", id="jwe"),
     pytest.param(sign(id_claims(padding="x" * 16 * 1024)), {}, "malformed", id="over-16kb"),
     pytest.param(hand_built([1], id_claims()), {}, "malformed", id="header-not-object"),
+    pytest.param(hand_built("not json", id_claims()), {}, "malformed", id="header-not-json"),
+    pytest.param(f"{b64(b'{}')[:1]}.{b64(id_claims())}.", {}, "malformed", id="header-one-character"),
+    pytest.param(f"{b64(NOT_UTF8_HEADER)}.{b64(id_claims())}.", {}, "malformed",
+                 id="header-not-utf8"),
+    pytest.param(hand_built("[" * 5000 + "]" * 5000, id_claims()), {}, "malformed", id="header-nested-too-deep"),
     pytest.param(jwt.api_jws.encode(b"[1]", RSA_1, "RS256", headers={"kid": "rsa-1"}), {}, "malformed",
                  id="payload-not-object"),
     pytest.param(hand_built({"alg": "RS256", "kid": 7}, id_claims()), {}, "bad_header", id="kid-not-string"),
@@ -303,6 +310,27 @@ def test_validate_jwt_takes_other_profiles():
     assert validate_jwt(sign({"iss": ISSUER, "aud": CLIENT_ID}), KeySet(CountingFetch()), expect, now=NOW)
 
 
+DEFAULT_LEEWAY_CALLS = {
+    "validate_jwt": lambda token, keys: validate_jwt(token, keys, Expectations(ISSUER, CLIENT_ID, ["RS256"]), now=NOW),
+    "validate_id_token": lambda token, keys: validate_id_token(token, keys, issuer=ISSUER, client_id=CLIENT_ID,
+                                                               algorithms=["RS256"], nonce=None, now=NOW),
+    "validate_logout_token": lambda token, keys: validate_logout_token(token, keys, issuer=ISSUER,
+                                                                       client_id=CLIENT_ID, algorithms=["RS256"],
+                                                                       now=NOW),
+    "validate_access_token": lambda token, keys: validate_access_token(token, keys, issuer=ISSUER,
+                                                                       audiences=CLIENT_ID, algorithms=["RS256"],
+                                                                       now=NOW),
+}
+
+
+@pytest.mark.parametrize("call", DEFAULT_LEEWAY_CALLS.values(), ids=DEFAULT_LEEWAY_CALLS)
+def test_the_default_leeway_is_120_seconds(keys, call):
+    claims = {**id_claims(nonce=MISSING), "jti": "j", "events": {BACKCHANNEL_LOGOUT_EVENT: {}}}
+    assert call(sign({**claims, "exp": NOW - 119, "iat": NOW + 120}), keys)["sub"] == "user-1"
+    assert reason_of(lambda: call(sign({**claims, "exp": NOW - 120}), keys)) == "expired"
+    assert reason_of(lambda: call(sign({**claims, "iat": NOW + 121}), keys)) == "issued_in_future"
+
+
 # ---------------------------------------------------------------- logout tokens
 
 def logout_claims(**changes: Any) -> dict[str, Any]:
@@ -405,6 +433,8 @@ def test_valid_access_token_passes(keys, token, options):
     pytest.param(sign(entra_claims(iss="https://login.microsoftonline.com/another-tenant/v2.0")),
                  {"issuer": ENTRA}, "wrong_issuer", id="iss-of-other-tenant-than-tid"),
     pytest.param(sign(entra_claims(tid=MISSING)), {"issuer": ENTRA}, "missing_claim:tid", id="no-tid"),
+    pytest.param(sign(entra_claims(tid="")), {"issuer": ENTRA}, "missing_claim:tid", id="tid-empty"),
+    pytest.param(sign(entra_claims(tid=7)), {"issuer": ENTRA}, "missing_claim:tid", id="tid-number"),
     pytest.param(sign(entra_claims()), {"issuer": tenant_issuer(
         "https://login.microsoftonline.com/{tenantid}/v2.0", tenants={"another-tenant"})}, "wrong_tenant",
         id="tenant-not-allowed"),
@@ -563,6 +593,16 @@ def test_unusable_keys_are_skipped():
     keys = KeySet(CountingFetch(document))
     assert [key.key_id for key in keys.candidates(rs256(None))] == ["rsa-1"]
     assert keys.candidates({"alg": "HS256", "kid": "hmac"}) == []
+
+
+@pytest.mark.parametrize("header", [{"alg": 7, "kid": "rsa-1"}, {"alg": "RS256", "kid": 7}, {"kid": "rsa-1"}],
+                         ids=["alg-not-string", "kid-not-string", "no-alg"])
+def test_a_header_that_names_no_key_finds_none_and_fetches_nothing_more(header):
+    fetch = CountingFetch()
+    keys = KeySet(fetch)
+    keys.candidates(rs256("rsa-1"))
+    assert keys.candidates(header) == []
+    assert fetch.calls == 1
 
 
 def test_jwk_naming_its_alg_serves_only_that_alg():

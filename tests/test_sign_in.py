@@ -20,7 +20,7 @@ from support.apps import (
 from support.sessions import SESSION_FLOWS, session_of
 from support.urls import query_of
 
-from msal_wsgi import MIDDLEWARE
+from msal_wsgi import MIDDLEWARE, InteractionRequired
 
 pytestmark = pytest.mark.both_provider_modes  # Entra-like and stock provider (issue 10)
 
@@ -140,3 +140,77 @@ def test_start_sign_in_gives_an_api_caller_401_not_a_redirect(provider):
     complete_sign_in(app, provider, app.get("/todos"))
     answer = app.get("/todos", headers={"X-Requested-With": "XMLHttpRequest"}, status=401)
     assert answer.json["error"] == "interaction_required"
+
+
+# -- decided before the provider is asked: the 401 an API caller gets, and the page for a form that
+# cannot be kept. A browser that would go to the provider meets one nothing answers at: 503.
+
+#: An issuer on a closed loopback port: discovery fails at once, without leaving the host.
+UNREACHABLE = "https://127.0.0.1:9/realm"
+XHR = {"X-Requested-With": "XMLHttpRequest"}
+
+
+def _login_url(path, method, headers):
+    answer = make_testapp(OFFLINE_ISSUER).request(path, method=method, headers=headers, status=401)
+    assert answer.json["login_url"] in answer.headers["WWW-Authenticate"]
+    return answer.json["login_url"]
+
+
+@pytest.mark.parametrize(("path", "method", "referer", "login_url"), [
+    ("/todos?page=2", "GET", None, "/auth/login?next=%2Ftodos%3Fpage%3D2"),
+    ("/todos/1", "POST", None, "/auth/login?next=%2Ftodos%2F1&scope=api%3A%2F%2Ftodo%2FToDoList.ReadWrite"),
+    ("/todos/api", "GET", "http://localhost/todos/page?x=1", "/auth/login?next=%2Ftodos%2Fpage%3Fx%3D1"),
+    ("/todos/api", "GET", "http://LOCALHOST/todos/page", "/auth/login?next=%2Ftodos%2Fpage"),
+    ("/todos/api", "GET", "http://localhost/about",
+     "/auth/login?next=%2Fabout&scope=api%3A%2F%2Ftodo%2FToDoList.Read"),
+    ("/todos/api", "GET", "http://other.example/todos/page", "/auth/login?next=%2Ftodos%2Fapi"),
+    ("/todos/api", "GET", "http://localhost", "/auth/login?next=%2Ftodos%2Fapi"),
+    ("/profile", "GET", "http://localhost/todos", "/auth/login?next=%2Ftodos"),
+], ids=["next-keeps-the-query", "write-scope-named", "referer-of-this-site-is-next", "referer-host-in-any-case",
+        "public-referer-names-the-scope", "referer-of-another-site-ignored", "referer-without-path-ignored",
+        "referer-under-a-prefix-reading-more"])
+def test_the_login_url_of_an_api_caller_comes_back_to_its_page_with_the_scopes_it_needs(path, method, referer,
+                                                                                        login_url):
+    headers = {**XHR, **({"Referer": referer} if referer else {})}
+    assert _login_url(path, method, headers) == login_url
+
+
+def test_the_login_url_under_a_mount_point_reads_the_prefix_of_the_app_path():
+    app = make_testapp(OFFLINE_ISSUER, redirect_uri="http://localhost/app/auth/callback")
+    answer = app.get("/app/todos?x=1", headers=XHR, extra_environ={"SCRIPT_NAME": "/app"}, status=401)
+    assert answer.json["login_url"] == "/app/auth/login?next=%2Fapp%2Ftodos%3Fx%3D1"
+
+
+def test_the_interaction_event_names_the_path_in_200_characters():
+    told = []
+    app = make_testapp(OFFLINE_ISSUER, on_event=lambda name, data: told.append((name, dict(data))))
+    path = "/todos/" + "x" * 300
+    answer = app.get(path, headers=XHR, status=401)
+    assert answer.json["error_description"] == "Sign-in required: not signed in"
+    assert told == [("interaction_required", {"reason": "not signed in", "path": path[:200], "redirect": False})]
+
+
+def test_a_form_from_another_site_that_needs_a_sign_in_gets_a_page_saying_to_do_it_again():
+    app = make_testapp(OFFLINE_ISSUER)
+    page = app.post("/todos", {"title": "x"}, headers={"Origin": "https://evil.example"}, status=401)
+    assert "it came from another site" in page.text
+    assert page.html.find("a", class_="button")["href"] == "/auth/login?next=%2Ftodos&scope=" \
+        "api%3A%2F%2Ftodo%2FToDoList.ReadWrite"
+
+
+def _needs_a_sign_in(environ, start_response):
+    """A public page whose app finds it needs the user signed in after all."""
+    raise InteractionRequired("the page asked for it")
+
+
+def test_a_form_posted_to_a_public_page_is_not_kept():
+    app = make_testapp(OFFLINE_ISSUER, app=_needs_a_sign_in)
+    page = app.post("/about", {"x": "1"}, headers={"Origin": "http://localhost"}, status=401)
+    assert "this page is not protected" in page.text
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+def test_a_browser_request_other_than_a_form_post_goes_to_the_provider(method):
+    app = make_testapp(UNREACHABLE)
+    answer = app.request("/todos", method=method, status=503)  # to the provider, which is not there
+    assert answer.headers["Retry-After"] == "30"

@@ -125,3 +125,19 @@ def test_next_user_in_the_same_browser_never_sees_the_previous_users_tokens(prov
     other = app.get("/todos", {"acquire": "api://r1/access"}).json["acquired"]
     assert other["scopes"] == ["api://r1/access"]
     assert "alice" not in app.get("/todos").text
+
+
+#: An issuer on a closed loopback port: its end-session endpoint cannot be known.
+UNREACHABLE = "https://127.0.0.1:9/realm"
+
+
+@pytest.mark.parametrize(("query", "location"), [
+    ("?next=/goodbye", "http://localhost/goodbye"),
+    ("?next=/goodbye&next=/elsewhere", "http://localhost/"),
+    ("", "http://localhost/"),
+    ("?next=https://evil.example/", "http://localhost/"),
+], ids=["next", "next-twice-goes-home", "no-next", "next-off-site"])
+def test_sign_out_while_the_provider_is_unreachable_still_signs_out_and_goes_to_next(query, location):
+    app = make_testapp(UNREACHABLE)
+    out = app.get("/auth/logout" + query, status=302)
+    assert out.location == location and "sid" in app.cookies  # a new, empty session
