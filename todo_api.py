@@ -22,6 +22,8 @@ import logging
 import os
 import re
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +56,15 @@ class TodoStore:
             db.execute("CREATE TABLE IF NOT EXISTS item (id INTEGER PRIMARY KEY, owner TEXT NOT NULL, "
                        "description TEXT NOT NULL, idempotency_key TEXT, UNIQUE (owner, idempotency_key))")
 
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self._path, timeout=10)
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection in a transaction, closed after it (sqlite3's own ``with`` only commits)."""
+        db = sqlite3.connect(self._path, timeout=10)
+        try:
+            with db:
+                yield db
+        finally:
+            db.close()
 
     def list(self, owner: str | None) -> list[dict[str, Any]]:
         """The items of ``owner``, or everyone's for None."""
