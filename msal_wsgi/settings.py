@@ -562,6 +562,10 @@ class Settings:
         if value is None and options.get("type") == "file" and (options.get("lock_dir") or options.get("data_dir")):
             # Beaker file sessions are shared by the processes of one host: lock across them.
             value = "file:" + os.path.join(str(options.get("lock_dir") or options.get("data_dir")), "msal_wsgi")
+        elif value is None and options.get("type") == "ext:redis" \
+                and str(options.get("url") or "").startswith(("redis://", "rediss://", "unix://")):
+            # Beaker Redis sessions are shared by every server using that Redis: lock there too.
+            value = str(options["url"])
         try:
             return lock_from_setting(value)
         except (ValueError, OSError, ImportError) as exc:

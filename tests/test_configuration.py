@@ -7,12 +7,14 @@ import json
 import logging
 
 import pytest
+import redis
 import webtest
 from beaker.middleware import SessionMiddleware
 from support.apps import OFFLINE_ISSUER
 from support.environment import ini_settings
 
 from msal_wsgi import ConfigurationError, MsalMiddleware, Protect, ProtectApi, Require, Settings
+from msal_wsgi.locks import ThreadLock
 from msal_wsgi.settings import ENV_VARS, parse_protect
 
 GOOD = {"client_id": "id", "client_credential": "secret", "oidc_authority": OFFLINE_ISSUER,
@@ -620,6 +622,19 @@ def test_file_sessions_lock_across_the_processes_of_the_host(tmp_path, options, 
     with settings.session_lock("sid"):
         made = sorted(str(path.parent) for path in tmp_path.rglob("*.lock"))
     assert made == ([lock_dir.format(tmp=tmp_path)] if lock_dir else [])
+
+
+def test_redis_sessions_lock_in_that_redis(redis_server):
+    settings = Settings(**GOOD, session_options={"type": "ext:redis", "url": redis_server.url})
+    client = redis.Redis.from_url(redis_server.url)
+    with settings.session_lock("sid"):
+        held = client.keys("msal_wsgi.lock.*")
+    assert len(held) == 1 and client.keys("msal_wsgi.lock.*") == []
+
+
+def test_redis_sessions_given_as_host_and_port_keep_the_thread_lock():
+    settings = Settings(**GOOD, session_options={"type": "ext:redis", "url": "127.0.0.1:6379"})
+    assert isinstance(settings.session_lock, ThreadLock)
 
 
 def test_a_lock_given_wins_over_file_sessions(tmp_path):
