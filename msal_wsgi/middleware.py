@@ -15,6 +15,7 @@ from webob import Request, Response
 from . import authz
 from ._beaker import INSTALLED, InstalledSessions
 from ._environ import ACQUIRE_TOKEN, CALLER, CURRENT_USER, MIDDLEWARE, ROUTE, TOKEN, USER
+from ._input import UnreadableBody, guard_input
 from ._msal import IdentityClient
 from ._session import ACCOUNT_REFUSED, Lifetimes, NoSession, Sessions, SessionView, StoredUser
 from ._wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -55,9 +56,10 @@ RETRY_AFTER = 30
 #: or the wrapped app itself.
 Handler = Callable[..., WSGIApplication]
 #: The failures answered with a page or JSON (see ``_failure``).
-_HANDLED = (SignInFailed, InteractionRequired, NoSession, UnicodeDecodeError, SessionUnavailable, ProviderUnavailable)
+_HANDLED = (SignInFailed, InteractionRequired, NoSession, UnicodeDecodeError, UnreadableBody, SessionUnavailable,
+            ProviderUnavailable)
 #: Those the wrapped app may raise through msal_wsgi's environ (acquire_token, current_user): its own errors are its own.
-_OURS_FROM_THE_APP = (InteractionRequired, NoSession, SessionUnavailable, ProviderUnavailable)
+_OURS_FROM_THE_APP = (InteractionRequired, NoSession, UnreadableBody, SessionUnavailable, ProviderUnavailable)
 
 
 class MsalMiddleware:
@@ -131,6 +133,7 @@ class MsalMiddleware:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if self._beaker is not None and INSTALLED not in environ:
             return self._beaker(environ, start_response)  # Beaker, which calls back here
+        guard_input(environ)  # a body the server cannot read is a 400, not a closed connection
         path = environ.get("PATH_INFO") or "/"  # as the server decoded it; WebOb's would raise on non-UTF-8
         args: tuple[Any, ...] = ()
         if environ.get("SCRIPT_NAME", "") + path == self._callback_path:
@@ -343,6 +346,12 @@ class MsalMiddleware:
             return self._sign_in.challenge(request, scopes, exc.reason, exc.claims_challenge)
         if isinstance(exc, NoSession):
             return self._no_session_page(exc)
+        if isinstance(exc, UnreadableBody):
+            log.warning("request to %r refused: %s", request.environ.get("PATH_INFO", "")[:200], exc)
+            if isinstance(request.environ.get(ROUTE), ProtectApi):
+                return json_error(400, "invalid_request", "The request's body could not be read.")
+            return error_page(400, "Bad request", "The request's body could not be read.",
+                              home=request.script_name + "/")
         if isinstance(exc, UnicodeDecodeError):  # WebOb decodes query strings and forms as strict UTF-8
             log.warning("request to %r refused: its path or parameters are not UTF-8",
                         request.environ.get("PATH_INFO", "")[:200])  # raw: WebOb's path_info would raise again
