@@ -44,6 +44,9 @@ class GuardedInput:
         except OSError as exc:
             raise UnreadableBody(f"the request body could not be read: {exc}") from exc
 
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)  # seek, tell, close...: the server's own
+
     def __iter__(self) -> Iterator[bytes]:
         while True:
             line = self.readline()

@@ -137,6 +137,8 @@ def test_the_guard_wraps_only_requests_with_a_body_and_reads_them_unchanged():
     body = webtest.TestRequest.blank("/", POST={"a": "1"}).environ
     guard_input(body)
     assert isinstance(body["wsgi.input"], GuardedInput) and body["wsgi.input"].read() == b"a=1"
+    body["wsgi.input"].seek(0)  # what else the server's stream has is still there (WebOb seeks a copied body)
+    assert body["wsgi.input"].read() == b"a=1"
     get = webtest.TestRequest.blank("/").environ
     stream = get["wsgi.input"]
     guard_input(get)
