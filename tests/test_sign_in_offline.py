@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from support.apps import JSON, OFFLINE_ISSUER, SAME_ORIGIN, make_testapp, return_to_app
+from support.apps import JSON, OFFLINE_ISSUER, SAME_ORIGIN, Told, make_testapp, return_to_app
 from support.misbehaving import IdTokenDefects, MisbehavingProvider
 from support.urls import query_of
 
@@ -23,18 +23,6 @@ OIDC_SCOPES = {"openid", "profile", "offline_access"}
 TENANT = "aaaabbbb-0000-cccc-1111-dddd2222eeee"
 OTHER_TENANT = "99998888-7777-6666-5555-444433332222"
 
-
-class Told:
-    """An on_event hook that keeps every event: ``told.of(name)`` is the data of each one of that name."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, dict[str, Any]]] = []
-
-    def __call__(self, name: str, data: Any) -> None:
-        self.events.append((name, dict(data)))
-
-    def of(self, name: str) -> list[dict[str, Any]]:
-        return [data for told, data in self.events if told == name]
 
 
 def rogue_app(rogue: MisbehavingProvider, told: Told | None = None, **overrides: Any) -> Any:

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from support.apps import JSON, SAME_ORIGIN, make_testapp, return_to_app
+from support.apps import JSON, SAME_ORIGIN, Told, make_testapp, return_to_app
 from support.misbehaving import MisbehavingProvider
 from support.sessions import SESSION_USER, msal_cache, session_of
 from support.urls import query_of
@@ -28,18 +28,6 @@ READ = "api://rogue/read"
 FORM = "application/x-www-form-urlencoded"
 REFUSED = "so you are still signed in."  # the refusal page says why first, ending so
 
-
-class Told:
-    """An on_event hook that keeps every event: ``told.of(name)`` is the data of each one of that name."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, dict[str, Any]]] = []
-
-    def __call__(self, name: str, data: Any) -> None:
-        self.events.append((name, dict(data)))
-
-    def of(self, name: str) -> list[dict[str, Any]]:
-        return [data for told, data in self.events if told == name]
 
 
 def signed_in(rogue: MisbehavingProvider, **overrides: Any) -> Any:
