@@ -24,7 +24,6 @@ TENANT = "aaaabbbb-0000-cccc-1111-dddd2222eeee"
 OTHER_TENANT = "99998888-7777-6666-5555-444433332222"
 
 
-
 def rogue_app(rogue: MisbehavingProvider, told: Told | None = None, **overrides: Any) -> Any:
     """The echo app behind msal_wsgi signing in at ``rogue``, /todos protected (read and write scopes)."""
     options: dict[str, Any] = {"client_id": rogue.client_id, "client_credential": rogue.client_secret,

@@ -29,7 +29,6 @@ FORM = "application/x-www-form-urlencoded"
 REFUSED = "so you are still signed in."  # the refusal page says why first, ending so
 
 
-
 def signed_in(rogue: MisbehavingProvider, **overrides: Any) -> Any:
     """A browser signed in at ``rogue`` (the echo app, /todos protected)."""
     app = make_testapp(rogue.issuer, **{"client_id": rogue.client_id, "client_credential": rogue.client_secret,
