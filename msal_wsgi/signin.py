@@ -382,7 +382,7 @@ class SignInFlow:
         return "neither Fetch Metadata, an Origin nor the sign-out form's token came with it"
 
     def _sign_out_page(self, request: Request, status: int, *, refused: bool = False) -> Response:
-        signed_in = self.view(request).user() if status == 200 or refused else None
+        signed_in = self.view(request).user()
         fields = {"csrf": signed_in.csrf} if signed_in is not None and signed_in.csrf else {}
         next_url = _single(request.GET, "next")
         if next_url:

@@ -1,5 +1,6 @@
 """Shared fixtures: real OpenID Connect providers for the whole test session (Entra-like and stock
-consent), one behind a fault injector, and a misbehaving provider of our own (support.misbehaving)."""
+consent), one behind a fault injector, and a misbehaving provider of our own (support.misbehaving), also on a
+test CA of its own (``local_rogue``: no devprovider, so the mutation runs keep the tests that use it)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from support.faults import FaultyProxy
 from support.misbehaving import MisbehavingProvider, beside
 from support.servers import RedisServer, trusted_provider
 
-from devprovider import DevProvider
+from devprovider import DevProvider, make_ca
 
 
 @pytest.fixture(scope="session")
@@ -92,3 +93,19 @@ def rogue(rogue_server: MisbehavingProvider) -> MisbehavingProvider:
     """The misbehaving provider, reset to correct behaviour: each test switches on its own defects."""
     rogue_server.reset()
     return rogue_server
+
+
+@pytest.fixture(scope="session")
+def local_rogue_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MisbehavingProvider]:
+    """The misbehaving provider on a test CA of its own: in-process, started in a moment, no devprovider."""
+    ca_path, cert_path, key_path = make_ca(tmp_path_factory.mktemp("local-rogue"))
+    with MisbehavingProvider(cert_path, key_path, ca_path) as server:
+        yield server
+
+
+@pytest.fixture
+def local_rogue(local_rogue_server: MisbehavingProvider, monkeypatch: pytest.MonkeyPatch) -> MisbehavingProvider:
+    """:func:`rogue` without the devprovider: reset, and trusted by requests (``REQUESTS_CA_BUNDLE``) for the test."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(local_rogue_server.ca_path))
+    local_rogue_server.reset()
+    return local_rogue_server

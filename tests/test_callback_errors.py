@@ -14,7 +14,16 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 from beaker.middleware import SessionMiddleware
-from support.apps import OFFLINE_ISSUER, browser_of, complete_sign_in, make_testapp, repost_form, sign_in, sign_out
+from support.apps import (
+    OFFLINE_ISSUER,
+    Told,
+    browser_of,
+    complete_sign_in,
+    make_testapp,
+    repost_form,
+    sign_in,
+    sign_out,
+)
 from support.urls import query_of
 from webob import Request
 
@@ -252,19 +261,8 @@ LIMITS = {"code": 8192, "state": 512, "error": 128, "error_description": 2048, "
           "session_state": 512, "client_info": 4096, "iss": 2048}
 
 
-class _Told:
-    """An on_event hook that keeps the reason of each sign_in.failed event."""
-
-    def __init__(self) -> None:
-        self.reasons: list[str] = []
-
-    def __call__(self, name: str, data: Any) -> None:
-        if name == "sign_in.failed":
-            self.reasons.append(str(data["reason"]))
-
-
-def _offline(**overrides: Any) -> tuple[Any, _Told]:
-    told = _Told()
+def _offline(**overrides: Any) -> tuple[Any, Told]:
+    told = Told()
     return make_testapp(OFFLINE_ISSUER, on_event=told, **overrides), told
 
 

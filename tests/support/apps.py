@@ -37,6 +37,25 @@ STALE_AFTER = 3.3
 JSON = {"Accept": "application/json"}
 
 
+class Told:
+    """An ``on_event`` hook that keeps every event it is told, in order (``events``: name and data)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def __call__(self, name: str, data: Any) -> None:
+        self.events.append((name, dict(data)))
+
+    def of(self, name: str) -> list[dict[str, Any]]:
+        """The data of each event ``name``."""
+        return [data for told, data in self.events if told == name]
+
+    @property
+    def reasons(self) -> list[str]:
+        """The reason of each ``sign_in.failed``."""
+        return [str(data["reason"]) for data in self.of("sign_in.failed")]
+
+
 def echo_app(environ: dict, start_response: Any) -> list[bytes]:
     """Reports what the middleware handed over; ``?acquire=SCOPES`` calls acquire_token."""
     token = environ.get(TOKEN)
