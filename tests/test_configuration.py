@@ -643,6 +643,12 @@ def test_a_lock_given_wins_over_file_sessions(tmp_path):
         assert list(tmp_path.rglob("*.lock")) == []
 
 
+def test_a_lock_given_wins_over_redis_sessions():
+    settings = Settings(**GOOD, session_lock="thread",
+                        session_options={"type": "ext:redis", "url": "redis://127.0.0.1:6379/0"})
+    assert isinstance(settings.session_lock, ThreadLock)
+
+
 @pytest.mark.parametrize(("changes", "setting", "problem"), [
     ({"redirect_uri": "http://app.example/auth/callback"}, "redirect_uri",
      "'http://app.example/auth/callback' must be an absolute https:// URL (http is allowed only for localhost)"),
