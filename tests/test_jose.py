@@ -7,6 +7,7 @@ both sides of their boundary, so that ``<`` for ``<=`` is caught.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -340,6 +341,12 @@ def test_wall_clock_is_the_default_time():
 def test_validate_jwt_takes_other_profiles():
     expect = Expectations(issuer=ISSUER, audience=("x", CLIENT_ID), algorithms=("RS256",), required=("iss", "aud"))
     assert validate_jwt(sign({"iss": ISSUER, "aud": CLIENT_ID}), KeySet(CountingFetch()), expect, now=NOW)
+
+
+def test_expectations_cannot_be_changed():
+    expect = Expectations(issuer=ISSUER, audience=CLIENT_ID, algorithms=("RS256",))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        expect.leeway = 3600  # type: ignore[misc]
 
 
 POSITIONAL_OPTIONS = {
