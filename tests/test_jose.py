@@ -107,7 +107,8 @@ def tampered(token: str) -> str:
 
 
 class CountingFetch:
-    """A fetch_jwks that serves ``document``, counts its calls, and can be slow or fail."""
+    """A fetch_jwks that serves ``document`` as parsed from the provider's JSON, counts its calls, and can be
+    slow or fail."""
 
     def __init__(self, document: Any = JWKS, *, delay: float = 0.0) -> None:
         self.document, self.delay, self.calls, self.error = document, delay, 0, None
@@ -119,7 +120,7 @@ class CountingFetch:
         time.sleep(self.delay)
         if self.error is not None:
             raise self.error
-        return self.document
+        return json.loads(json.dumps(self.document))  # fresh strings, as a fetched document has
 
 
 class FakeClock:
@@ -316,6 +317,7 @@ ODD_NOW, ODD_LEEWAY = NOW + 7, 45
 @pytest.mark.parametrize(("times", "reason"), [
     pytest.param({"exp": ODD_NOW - ODD_LEEWAY + 1}, None, id="exp-last-second-of-leeway"),
     pytest.param({"exp": ODD_NOW - ODD_LEEWAY}, "expired", id="exp-at-leeway"),
+    pytest.param({"nbf": ODD_NOW - 1}, None, id="nbf-past"),
     pytest.param({"nbf": ODD_NOW + ODD_LEEWAY}, None, id="nbf-at-leeway"),
     pytest.param({"nbf": ODD_NOW + ODD_LEEWAY + 1}, "not_yet_valid", id="nbf-past-leeway"),
     pytest.param({"iat": ODD_NOW + ODD_LEEWAY}, None, id="iat-at-leeway"),
@@ -643,6 +645,7 @@ def test_failed_refetch_counts_against_the_interval():
     pytest.param(["not", "an", "object"], id="not-object"),
     pytest.param({"keys": [{"kty": "oct", "k": b64(b"secret"), "kid": "hmac"}]}, id="hmac-key-only"),
     pytest.param({"keys": [jwk(RSA_1, "rsa-1", use="enc")]}, id="encryption-key-only"),
+    pytest.param({"keys": [jwk(RSA_1, "rsa-1", use="verify")]}, id="key-of-unknown-use-only"),
     pytest.param({"keys": [jwk(RSA_1, "rsa-1", alg="RSA-OAEP")]}, id="key-for-other-alg-only"),
 ])
 def test_jwks_without_usable_signing_key_is_refused(document):
