@@ -97,7 +97,7 @@ class _Keys:
                     # One PyJWK per algorithm: PyJWT binds a PyJWK to one (RS256 for an alg-less RSA key).
                     key = jwt.PyJWK(jwk, alg)
                 except jwt.PyJWTError:  # bad key data: skip the key, keep the others
-                    break
+                    break  # the other algorithms of its type would read the same data
                 by_alg.setdefault(alg, []).append(key)
         if not by_alg:
             raise InvalidToken("jwks_unusable")
