@@ -648,12 +648,14 @@ def test_session_times_within_the_bounds_are_kept(changes):
      "must be a whole number of seconds from 1 to 86400"),
     ({"session_activity_interval": DAY + 1, "idle_timeout": 0}, "session_activity_interval",
      "must be a whole number of seconds from 1 to 86400"),
+    ({"session_keys": "dGVzdA"}, "session_keys",
+     "key 1 is not 32 bytes of base64url; make one with 'python -m msal_wsgi make-key'"),
     ({"session_activity_interval": 3601, "idle_timeout": 7200}, "session_activity_interval",
      ("must be at most half of idle_timeout (7200 s): a session ends between idle_timeout minus this interval "
       "and idle_timeout after the last request")),
 ], ids=["idle-negative", "idle-past-366-days", "idle-bool", "lifetime-past-3660-days", "recheck-past-366-days",
-        "activity-0", "activity-past-a-day", "activity-past-half-of-idle"])
-def test_session_times_out_of_bounds_are_named(changes, setting, problem):
+        "activity-0", "activity-past-a-day", "short-session-key", "activity-past-half-of-idle"])
+def test_session_settings_out_of_bounds_are_named(changes, setting, problem):
     with pytest.raises(ConfigurationError) as raised:
         Settings(**GOOD, **changes)
     assert (raised.value.setting, raised.value.problem) == (setting, problem)
