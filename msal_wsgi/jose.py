@@ -20,7 +20,6 @@ claim's value.
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 import json
 import math
@@ -97,7 +96,7 @@ class _Keys:
                     # One PyJWK per algorithm: PyJWT binds a PyJWK to one (RS256 for an alg-less RSA key).
                     key = jwt.PyJWK(jwk, alg)
                 except jwt.PyJWTError:  # bad key data: skip the key, keep the others
-                    break
+                    break  # the other algorithms of its type would read the same data
                 by_alg.setdefault(alg, []).append(key)
         if not by_alg:
             raise InvalidToken("jwks_unusable")
@@ -289,7 +288,7 @@ def _header(token: str) -> dict[str, Any]:
     encoded = token[:token.index(".")].rstrip("=")
     try:
         header = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
-    except (ValueError, RecursionError, binascii.Error):  # not base64url, not UTF-8, not JSON
+    except (ValueError, RecursionError):  # not base64url (binascii.Error is a ValueError), not UTF-8, not JSON
         raise InvalidToken("malformed") from None
     if not isinstance(header, dict):
         raise InvalidToken("malformed")

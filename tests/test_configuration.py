@@ -12,6 +12,7 @@ import webtest
 from beaker.middleware import SessionMiddleware
 from support.apps import OFFLINE_ISSUER
 from support.environment import ini_settings
+from support.sessions import TEST_SESSION_KEYS
 
 from msal_wsgi import ConfigurationError, MsalMiddleware, Protect, ProtectApi, Require, Settings
 from msal_wsgi.locks import ThreadLock
@@ -409,9 +410,9 @@ def test_the_event_hook_and_the_lock_do_not_make_settings_differ():
 
 def test_repr_shows_the_settings_but_no_secret():
     text = repr(Settings(**{**GOOD, "client_credential": None, "client_secret": "s3cr3t"},
-                         client_certificate_password="pa55word"))
+                         client_certificate_password="pa55word", session_keys=TEST_SESSION_KEYS))
     assert "client_id='id'" in text and "redirect_uri='https://app.example/auth/callback'" in text
-    assert "s3cr3t" not in text and "pa55word" not in text
+    assert "s3cr3t" not in text and "pa55word" not in text and TEST_SESSION_KEYS[0] not in text
 
 
 def test_session_options_have_no_environment_variable():
@@ -607,6 +608,71 @@ def test_the_environment_of_from_mapping_is_keyword_only():
         Settings.from_mapping(INI, {})  # type: ignore[misc]
 
 
+# -- session lifetimes and sealing (issue 11)
+
+DAY = 86400
+
+
+def test_the_session_defaults_are_those_of_the_configuration_reference():
+    settings = Settings(**GOOD)
+    assert (settings.idle_timeout, settings.max_session_lifetime, settings.session_activity_interval,
+            settings.account_recheck_interval, settings.session_keys) == (7200, DAY, 300, 900, ())
+
+
+@pytest.mark.parametrize("changes", [
+    {"idle_timeout": 0},
+    {"idle_timeout": 366 * DAY},
+    {"max_session_lifetime": 0},
+    {"max_session_lifetime": 3660 * DAY},
+    {"account_recheck_interval": 0},
+    {"account_recheck_interval": 366 * DAY},
+    {"session_activity_interval": 1},
+    {"session_activity_interval": 3600, "idle_timeout": 7200},
+    {"session_activity_interval": DAY, "idle_timeout": 0},
+], ids=["idle-0-no-limit", "idle-366-days", "lifetime-0-no-limit", "lifetime-3660-days", "recheck-0-never",
+        "recheck-366-days", "activity-1", "activity-half-of-idle", "activity-a-day-without-idle-limit"])
+def test_session_times_within_the_bounds_are_kept(changes):
+    settings = Settings(**GOOD, **changes)
+    assert {name: getattr(settings, name) for name in changes} == changes
+
+
+@pytest.mark.parametrize(("changes", "setting", "problem"), [
+    ({"idle_timeout": -1}, "idle_timeout", "must be a whole number of seconds from 0 to 31622400"),
+    ({"idle_timeout": 366 * DAY + 1}, "idle_timeout", "must be a whole number of seconds from 0 to 31622400"),
+    ({"idle_timeout": True}, "idle_timeout", "must be a whole number of seconds from 0 to 31622400"),
+    ({"max_session_lifetime": 3660 * DAY + 1}, "max_session_lifetime",
+     "must be a whole number of seconds from 0 to 316224000"),
+    ({"account_recheck_interval": 366 * DAY + 1}, "account_recheck_interval",
+     "must be a whole number of seconds from 0 to 31622400"),
+    ({"session_activity_interval": 0}, "session_activity_interval",
+     "must be a whole number of seconds from 1 to 86400"),
+    ({"session_activity_interval": DAY + 1, "idle_timeout": 0}, "session_activity_interval",
+     "must be a whole number of seconds from 1 to 86400"),
+    ({"session_keys": "dGVzdA"}, "session_keys",
+     "key 1 is not 32 bytes of base64url; make one with 'python -m msal_wsgi make-key'"),
+    ({"session_activity_interval": 3601, "idle_timeout": 7200}, "session_activity_interval",
+     ("must be at most half of idle_timeout (7200 s): a session ends between idle_timeout minus this interval "
+      "and idle_timeout after the last request")),
+], ids=["idle-negative", "idle-past-366-days", "idle-bool", "lifetime-past-3660-days", "recheck-past-366-days",
+        "activity-0", "activity-past-a-day", "short-session-key", "activity-past-half-of-idle"])
+def test_session_settings_out_of_bounds_are_named(changes, setting, problem):
+    with pytest.raises(ConfigurationError) as raised:
+        Settings(**GOOD, **changes)
+    assert (raised.value.setting, raised.value.problem) == (setting, problem)
+
+
+@pytest.mark.parametrize(("changes", "unencrypted"), [
+    ({}, True),
+    ({"session_keys": TEST_SESSION_KEYS}, False),
+    ({"redirect_uri": "http://localhost:5000/auth/callback"}, False),
+    ({"redirect_uri": "http://[::1]:5000/auth/callback"}, False),
+    ({"redirect_uri": None, "client_credential": None, "protect": {"/api": ProtectApi("r")}, **API}, False),
+], ids=["users-elsewhere-unsealed", "sealed", "localhost", "ipv6-loopback", "api-only-no-sign-in"])
+def test_an_unencrypted_deployment_is_one_where_users_sign_in_from_elsewhere_to_unsealed_sessions(
+        changes, unencrypted):
+    assert Settings(**{**GOOD, **changes}).unencrypted_deployment is unencrypted
+
+
 # -- the session lock follows Beaker's file sessions
 
 @pytest.mark.parametrize(("options", "lock_dir"), [
@@ -641,6 +707,12 @@ def test_a_lock_given_wins_over_file_sessions(tmp_path):
     settings = Settings(**GOOD, session_lock="thread", session_options={"type": "file", "data_dir": str(tmp_path)})
     with settings.session_lock("sid"):
         assert list(tmp_path.rglob("*.lock")) == []
+
+
+def test_a_lock_given_wins_over_redis_sessions():
+    settings = Settings(**GOOD, session_lock="thread",
+                        session_options={"type": "ext:redis", "url": "redis://127.0.0.1:6379/0"})
+    assert isinstance(settings.session_lock, ThreadLock)
 
 
 @pytest.mark.parametrize(("changes", "setting", "problem"), [

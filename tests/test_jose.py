@@ -7,6 +7,7 @@ both sides of their boundary, so that ``<`` for ``<=`` is caught.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -106,7 +107,8 @@ def tampered(token: str) -> str:
 
 
 class CountingFetch:
-    """A fetch_jwks that serves ``document``, counts its calls, and can be slow or fail."""
+    """A fetch_jwks that serves ``document`` as parsed from the provider's JSON, counts its calls, and can be
+    slow or fail."""
 
     def __init__(self, document: Any = JWKS, *, delay: float = 0.0) -> None:
         self.document, self.delay, self.calls, self.error = document, delay, 0, None
@@ -118,12 +120,12 @@ class CountingFetch:
         time.sleep(self.delay)
         if self.error is not None:
             raise self.error
-        return self.document
+        return json.loads(json.dumps(self.document))  # fresh strings, as a fetched document has
 
 
 class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
 
     def __call__(self) -> float:
         return self.now
@@ -219,6 +221,7 @@ ID_TOKEN_FAILURES = [
     pytest.param(rs256_hand_signed({"alg": "RS256", "kid": "rsa-1"}, id_claims(iss=7)), {}, "invalid_claim:iss",
                  id="iss-number"),
     pytest.param(sign(id_claims(jti="")), {}, "invalid_claim:jti", id="jti-empty"),
+    pytest.param(sign(id_claims(jti=7)), {}, "invalid_claim:jti", id="jti-number"),
     pytest.param(sign(id_claims(sid=["s"])), {}, "invalid_claim:sid", id="sid-list"),
     pytest.param(sign(id_claims(azp="")), {}, "invalid_claim:azp", id="azp-empty"),
     pytest.param(sign(id_claims(exp="tomorrow")), {}, "invalid_claim:exp", id="exp-string"),
@@ -236,6 +239,7 @@ ID_TOKEN_FAILURES = [
     pytest.param(sign(id_claims(aud=[CLIENT_ID, "other"])), {}, "missing_claim:azp", id="several-aud-no-azp"),
     pytest.param(sign(id_claims(aud=[CLIENT_ID, "other"], azp="other")), {}, "wrong_azp", id="several-aud-azp-other"),
     pytest.param(sign(id_claims(azp="other")), {}, "wrong_azp", id="one-aud-azp-other"),
+    pytest.param(sign(id_claims(azp="a-client")), {}, "wrong_azp", id="one-aud-azp-sorting-before-client-id"),
     # time
     pytest.param(sign(id_claims(exp=NOW - LEEWAY)), {}, "expired", id="exp-at-leeway"),
     pytest.param(sign(id_claims(exp=NOW - LEEWAY - 1)), {}, "expired", id="exp-past-leeway"),
@@ -297,6 +301,37 @@ def test_traceback_shows_no_pyjwt_error(token):
     assert "jwt.exceptions" not in printed and "During handling" not in printed
 
 
+# Times a year ahead of the wall clock: PyJWT checks the signature only, the time rules use ``now``.
+AHEAD = int(time.time()) + 365 * 24 * 3600
+
+
+def test_times_are_checked_at_now_not_at_the_wall_clock(keys):
+    token = sign(id_claims(iat=AHEAD, nbf=AHEAD, exp=AHEAD + 600))
+    assert validate_id(token, keys, now=AHEAD)["sub"] == "user-1"
+
+
+# A now and a leeway that are not round in binary, so that now | leeway or now ^ leeway is not now + leeway.
+ODD_NOW, ODD_LEEWAY = NOW + 7, 45
+
+
+@pytest.mark.parametrize(("times", "reason"), [
+    pytest.param({"exp": ODD_NOW - ODD_LEEWAY + 1}, None, id="exp-last-second-of-leeway"),
+    pytest.param({"exp": ODD_NOW - ODD_LEEWAY}, "expired", id="exp-at-leeway"),
+    pytest.param({"nbf": ODD_NOW - 1}, None, id="nbf-past"),
+    pytest.param({"nbf": ODD_NOW + ODD_LEEWAY}, None, id="nbf-at-leeway"),
+    pytest.param({"nbf": ODD_NOW + ODD_LEEWAY + 1}, "not_yet_valid", id="nbf-past-leeway"),
+    pytest.param({"iat": ODD_NOW + ODD_LEEWAY}, None, id="iat-at-leeway"),
+    pytest.param({"iat": ODD_NOW + ODD_LEEWAY + 1}, "issued_in_future", id="iat-past-leeway"),
+])
+def test_leeway_boundaries_at_any_now(keys, times, reason):
+    def call() -> dict[str, Any]:
+        return validate_id(sign(id_claims(**times)), keys, now=ODD_NOW, leeway=ODD_LEEWAY)
+    if reason is None:
+        assert call()["sub"] == "user-1"
+    else:
+        assert reason_of(call) == reason
+
+
 def test_wall_clock_is_the_default_time():
     now = time.time()
     token = sign(id_claims(iat=int(now), exp=int(now) + 600))
@@ -308,6 +343,28 @@ def test_wall_clock_is_the_default_time():
 def test_validate_jwt_takes_other_profiles():
     expect = Expectations(issuer=ISSUER, audience=("x", CLIENT_ID), algorithms=("RS256",), required=("iss", "aud"))
     assert validate_jwt(sign({"iss": ISSUER, "aud": CLIENT_ID}), KeySet(CountingFetch()), expect, now=NOW)
+
+
+def test_expectations_cannot_be_changed():
+    expect = Expectations(issuer=ISSUER, audience=CLIENT_ID, algorithms=("RS256",))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        expect.leeway = 3600  # type: ignore[misc]
+
+
+POSITIONAL_OPTIONS = {
+    "validate_jwt": lambda token, keys: validate_jwt(token, keys, Expectations(ISSUER, CLIENT_ID, ["RS256"]), NOW),
+    "validate_id_token": lambda token, keys: validate_id_token(token, keys, ISSUER, CLIENT_ID, ["RS256"], None),
+    "validate_logout_token": lambda token, keys: validate_logout_token(token, keys, ISSUER, CLIENT_ID, ["RS256"]),
+    "validate_access_token": lambda token, keys: validate_access_token(token, keys, ISSUER, CLIENT_ID, ["RS256"]),
+    "tenant_issuer": lambda token, keys: tenant_issuer("https://login.microsoftonline.com/{tenantid}/v2.0", {TENANT}),
+    "KeySet": lambda token, keys: KeySet(CountingFetch(), 60.0),
+}
+
+
+@pytest.mark.parametrize("call", POSITIONAL_OPTIONS.values(), ids=POSITIONAL_OPTIONS)
+def test_options_are_keyword_only(keys, call):
+    with pytest.raises(TypeError):
+        call(sign(id_claims(jti="j")), keys)
 
 
 DEFAULT_LEEWAY_CALLS = {
@@ -455,6 +512,7 @@ def test_jwks_is_fetched_on_first_use_only():
     assert fetch.calls == 0
     assert [key.key_id for key in keys.candidates(rs256("rsa-1"))] == ["rsa-1"]
     assert [key.key_id for key in keys.candidates(rs256("rsa-2"))] == ["rsa-2"]
+    assert [key.key_id for key in keys.candidates(rs256(None))] == ["rsa-1", "rsa-2"]  # no kid: nothing to look up
     assert fetch.calls == 1
 
 
@@ -474,6 +532,18 @@ def test_unknown_kid_refetches_once_per_interval():
     assert fetch.calls == 3
 
 
+def test_the_default_refetch_interval_is_60_seconds():
+    fetch, clock = CountingFetch(), FakeClock()
+    keys = KeySet(fetch, clock=clock)
+    keys.candidates(rs256("unknown"))  # the first fetch, then the re-fetch that starts the interval
+    clock.now += 59
+    keys.candidates(rs256("unknown"))
+    assert fetch.calls == 2
+    clock.now += 1
+    keys.candidates(rs256("unknown"))
+    assert fetch.calls == 3
+
+
 def test_an_unknown_kid_on_first_use_costs_the_first_fetch_and_one_re_fetch():
     fetch, clock = CountingFetch(), FakeClock()
     keys = KeySet(fetch, clock=clock)
@@ -483,8 +553,10 @@ def test_an_unknown_kid_on_first_use_costs_the_first_fetch_and_one_re_fetch():
     assert fetch.calls == 2  # the re-fetch started the interval
 
 
-def test_a_rotation_right_after_the_first_fetch_is_seen():
-    fetch, clock = CountingFetch(), FakeClock()
+# A monotonic clock's reference point is undefined: it may read below zero.
+@pytest.mark.parametrize("start", [1000.0, -1000.0], ids=["clock-above-zero", "clock-below-zero"])
+def test_a_rotation_right_after_the_first_fetch_is_seen(start):
+    fetch, clock = CountingFetch(), FakeClock(start)
     keys = KeySet(fetch, clock=clock)
     keys.candidates(rs256("rsa-1"))
     fetch.document = {"keys": [jwk(RSA_OTHER, "rsa-new")]}
@@ -573,6 +645,7 @@ def test_failed_refetch_counts_against_the_interval():
     pytest.param(["not", "an", "object"], id="not-object"),
     pytest.param({"keys": [{"kty": "oct", "k": b64(b"secret"), "kid": "hmac"}]}, id="hmac-key-only"),
     pytest.param({"keys": [jwk(RSA_1, "rsa-1", use="enc")]}, id="encryption-key-only"),
+    pytest.param({"keys": [jwk(RSA_1, "rsa-1", use="verify")]}, id="key-of-unknown-use-only"),
     pytest.param({"keys": [jwk(RSA_1, "rsa-1", alg="RSA-OAEP")]}, id="key-for-other-alg-only"),
 ])
 def test_jwks_without_usable_signing_key_is_refused(document):
@@ -605,10 +678,12 @@ def test_a_header_that_names_no_key_finds_none_and_fetches_nothing_more(header):
     assert fetch.calls == 1
 
 
-def test_jwk_naming_its_alg_serves_only_that_alg():
-    keys = KeySet(CountingFetch({"keys": [jwk(RSA_1, "rsa-1", alg="RS256")]}))
-    assert keys.candidates({"alg": "RS256", "kid": "rsa-1"})
-    assert keys.candidates({"alg": "PS256", "kid": "rsa-1"}) == []
+@pytest.mark.parametrize("named", ["RS256", "PS512"])
+def test_jwk_naming_its_alg_serves_only_that_alg(named):
+    keys = KeySet(CountingFetch({"keys": [jwk(RSA_1, "rsa-1", alg=named)]}))
+    served = [alg for alg in ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+              if keys.candidates({"alg": alg, "kid": "rsa-1"})]
+    assert served == [named]
 
 
 def test_repr_shows_kids_only(keys):
