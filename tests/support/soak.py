@@ -295,6 +295,7 @@ class Soak:
     authorizations: int = 0
     kill_at: float | None = None
     kill_epoch: float | None = None  # the same moment, as the provider's log and the web app's log tell time
+    outage_epoch: float | None = None  # when the provider went down, as the logs tell time
     log_mark: int = 0  # where the web app's log stood at the end of the warm-up
 
     def __post_init__(self) -> None:
@@ -337,6 +338,7 @@ class Soak:
                 self.kill_at, self.kill_epoch = time.monotonic(), time.time()
                 os.kill(_workers(self.web)[0], signal.SIGKILL)
             elif plan.name == "provider down":
+                self.outage_epoch = time.time()
                 self.proxy.refuse()
                 time.sleep(plan.seconds)
                 self.proxy.accept()
@@ -430,10 +432,25 @@ class Soak:
         saved = sum(1 for moment, _, _ in self.refresh_lines() if start <= moment <= end + 1.0)
         return max(0, answered - saved)
 
+    def refreshes_cut_by_the_outage(self) -> int:
+        """Refreshes the provider answered in the 2 s before it went down that no worker logged as saved: the
+        proxy's refuse() closes the connections it is serving, so such an answer never reaches the web app (as
+        a network cut would). Against rotating refresh tokens that user signs in again, once, as after a kill."""
+        if self.outage_epoch is None:
+            return 0
+        start, end = self.outage_epoch - 2.0, self.outage_epoch
+        answered = sum(1 for t in self.token_requests if t["status"] == 200 and start <= t["t"] <= end)
+        saved = sum(1 for moment, _, _ in self.refresh_lines() if start <= moment <= end + 1.0)
+        return max(0, answered - saved)
+
+    def refreshes_cut(self) -> int:
+        """Refreshes the provider answered that never reached the web app: the worker kill's and the outage's."""
+        return self.refreshes_cut_by_the_kill() + self.refreshes_cut_by_the_outage()
+
     @property
     def excused_sign_ins(self) -> int:
-        """Unexpected sign-ins explained by refreshes the worker kill cut, against a rotating provider."""
-        return min(self.unexpected_sign_ins, self.refreshes_cut_by_the_kill()) if self.mode == "stock" else 0
+        """Unexpected sign-ins explained by refreshes the worker kill or the outage cut, against a rotating provider."""
+        return min(self.unexpected_sign_ins, self.refreshes_cut()) if self.mode == "stock" else 0
 
     @property
     def failures(self) -> list[str]:
@@ -476,7 +493,8 @@ class Soak:
             f"({resent} sent again after an unknown outcome, {resent_added} of them answered 303 in the end)"),
             (f"unexpected sign-ins: {self.unexpected_sign_ins - self.excused_sign_ins} (authorization requests at "
              f"the provider after the warm-up: {self.authorizations}; {self.excused_sign_ins} sign-in after a refresh "
-             f"the worker kill cut, its rotated refresh token lost: {self.refreshes_cut_by_the_kill()} cut)"),
+             f"the worker kill or the provider outage cut, its rotated refresh token lost: "
+             f"{self.refreshes_cut_by_the_kill()} + {self.refreshes_cut_by_the_outage()} cut)"),
             (f"token requests: {len(self.token_requests)} ({refused_tokens} refused); refreshes logged by the web "
             f"app: {refreshes}, of which {duplicate_refreshes} duplicates (within 1 s for one user and scope, "
             f"refreshes saved late after the Redis pause aside); refreshes the traffic needed: at least "
