@@ -56,10 +56,6 @@ def find_interpreter(version: str) -> str | None:
     return next((python for python in candidates if version_of(python) == version), None)
 
 
-def _pytest(session: nox.Session, python: str) -> None:
-    session.run(python, "-m", "pytest", *session.posargs, external=True)
-
-
 def tests_in_venv(session: nox.Session) -> None:
     """The suite in ``.venv``, as ``./scripts/bootstrap test`` installed it; the whole suite (no
     arguments) also measures msal_wsgi's branch coverage and fails below 95 % (pyproject.toml)."""
@@ -67,14 +63,19 @@ def tests_in_venv(session: nox.Session) -> None:
     session.run(str(VENV_PYTHON), "-m", "pytest", *coverage, *session.posargs, external=True)
 
 
+#: Left out of the other versions' sessions when the whole suite runs: the soak loads the deployment (gunicorn,
+#: Redis, the provider) for two minutes and tests it, not the interpreter, so it runs once, in .venv's session.
+ONCE = ["--ignore=tests/test_soak.py"]
+
+
 def tests(session: nox.Session) -> None:
-    """The suite in this version's own virtual environment."""
+    """The suite in this version's own virtual environment (the soak only in .venv's session: ONCE)."""
     stamp = Path(session.virtualenv.location) / ".msal_wsgi-installed"
     sources = [ROOT / "setup.cfg", ROOT / "pyproject.toml"]
     if not stamp.exists() or any(source.stat().st_mtime > stamp.stat().st_mtime for source in sources):
         session.install("--disable-pip-version-check", "-e", ".[test]")
         stamp.touch()
-    _pytest(session, "python")
+    session.run("python", "-m", "pytest", *(session.posargs or ONCE), external=True)
 
 
 _venv_version = version_of(VENV_PYTHON)
