@@ -425,22 +425,22 @@ class Soak:
         those the killed worker had in hand. With rotating refresh tokens (the stock provider) the provider
         has retired the old refresh token, which the session still holds: that user signs in again, once.
         Nothing on the client side can prevent it (the provider would need a grace period for the old one)."""
-        if self.kill_epoch is None:
-            return 0
-        start, end = self.kill_epoch - 3.0, self.kill_epoch
-        answered = sum(1 for t in self.token_requests if t["status"] == 200 and start <= t["t"] <= end)
-        saved = sum(1 for moment, _, _ in self.refresh_lines() if start <= moment <= end + 1.0)
-        return max(0, answered - saved)
+        return self._answered_not_saved(self.kill_epoch, 3.0)
 
     def refreshes_cut_by_the_outage(self) -> int:
         """Refreshes the provider answered in the 2 s before it went down that no worker logged as saved: the
         proxy's refuse() closes the connections it is serving, so such an answer never reaches the web app (as
         a network cut would). Against rotating refresh tokens that user signs in again, once, as after a kill."""
-        if self.outage_epoch is None:
+        return self._answered_not_saved(self.outage_epoch, 2.0)
+
+    def _answered_not_saved(self, moment: float | None, before: float) -> int:
+        """Refreshes the provider answered in the ``before`` seconds up to ``moment`` (None: 0) that no worker
+        logged as saved by a second after it."""
+        if moment is None:
             return 0
-        start, end = self.outage_epoch - 2.0, self.outage_epoch
+        start, end = moment - before, moment
         answered = sum(1 for t in self.token_requests if t["status"] == 200 and start <= t["t"] <= end)
-        saved = sum(1 for moment, _, _ in self.refresh_lines() if start <= moment <= end + 1.0)
+        saved = sum(1 for logged, _, _ in self.refresh_lines() if start <= logged <= end + 1.0)
         return max(0, answered - saved)
 
     def refreshes_cut(self) -> int:
