@@ -39,12 +39,32 @@ def safe_next(value: str | None, *, script_name: str = "", allowed_origins: tupl
     except ValueError:  # an unbalanced "[" or "]" of an IPv6 host
         return home
     if (parts.scheme in ("http", "https") and parts.hostname and parts.username is None and parts.password is None
-            and f"{parts.scheme}://{parts.netloc}".lower() in allowed_origins):
+            and origin_of(value) in allowed_origins):
         return value
     return home
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def origin_of(url: str) -> str:
-    """``scheme://host[:port]`` of an absolute URL."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
+    """The origin of an absolute URL as a browser serializes it (RFC 6454 §6.1): ``scheme://host[:port]``,
+    lower case, without user info, the port only when it is not the scheme's default. ``""`` when ``url``
+    has no host (an ``Origin: null``, for one) or cannot be parsed."""
+    try:
+        parts = urlsplit(url.strip())
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a bad port, an unbalanced "[" of an IPv6 host
+        return ""
+    scheme = parts.scheme.lower()
+    if not scheme or not host:
+        return ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}" if port is None or port == _DEFAULT_PORTS.get(scheme) else f"{scheme}://{host}:{port}"
+
+
+def same_origin(url: str, *origins: str) -> bool:
+    """Whether ``url`` (an ``Origin`` header, a URL) has one of the origins of ``origins`` (URLs too)."""
+    mine = origin_of(url)
+    return bool(mine) and any(mine == origin_of(other) for other in origins)

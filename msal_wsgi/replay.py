@@ -39,6 +39,7 @@ from webob.exc import HTTPSeeOther
 from ._session import SessionView
 from .events import FORM_KEPT, FORM_NOT_KEPT, FORM_REPLAY_REFUSED, FORM_REPLAYED, Events
 from .locks import SessionLock
+from .redirects import same_origin
 from .responses import error_page, repost_page
 
 #: The one field of a re-submission: the replay token.
@@ -70,7 +71,7 @@ class FormReplay:
 
     def __init__(self, max_body: int, app_origin: str, lock: SessionLock, events: Events) -> None:
         self._max_body = max_body
-        self._app_origin = app_origin.lower()
+        self._app_origin = app_origin
         self._lock = lock
         self._events = events
 
@@ -114,7 +115,7 @@ class FormReplay:
         if site is not None:
             return bool(site == "same-origin")
         origin = request.environ.get("HTTP_ORIGIN")
-        return origin is not None and origin.lower() in (self._app_origin, request.host_url.lower())
+        return origin is not None and same_origin(origin, self._app_origin, request.host_url)
 
     @staticmethod
     def lost(why: str, sign_in_url: str) -> Response:

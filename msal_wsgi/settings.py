@@ -24,6 +24,7 @@ from .authz import Require, Requirements, requirements
 from .crypto import parse_keys
 from .errors import ConfigurationError
 from .locks import SessionLock, lock_from_setting
+from .redirects import origin_of
 
 #: Scopes msal adds to every sign-in itself; listing them is an error in msal.
 RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access"})
@@ -583,9 +584,9 @@ class Settings:
         for origin in self.allowed_redirect_origins:
             _check_url("allowed_redirect_origins", origin, allow_loopback_http=True)
             parts = urlsplit(origin)
-            if parts.path not in ("", "/") or parts.query:
+            if parts.path not in ("", "/") or parts.query or not origin_of(origin):
                 raise ConfigurationError("allowed_redirect_origins", f"{origin!r} must be an origin: scheme://host[:port]")
-            origins.append(f"{parts.scheme}://{parts.netloc}".lower())
+            origins.append(origin_of(origin))
         return origins
 
     def _audiences(self) -> tuple[str, ...]:

@@ -39,7 +39,7 @@ from .events import (
     SIGN_OUT_REFUSED,
     Events,
 )
-from .redirects import origin_of, safe_next
+from .redirects import origin_of, safe_next, same_origin
 from .replay import FormReplay
 from .responses import error_page, form_page, json_error, repost_page, wants_redirect
 from .routing import Router
@@ -377,8 +377,8 @@ class SignInFlow:
             return None if site == "same-origin" else f"Sec-Fetch-Site is {site[:40]!r}, not same-origin"
         origin = request.environ.get("HTTP_ORIGIN")
         if origin is not None:
-            mine = (origin_of(self._settings.redirect_uri).lower(), request.host_url.lower())
-            return None if origin.lower() in mine else "its Origin is another site"
+            same = same_origin(origin, self._settings.redirect_uri, request.host_url)
+            return None if same else "its Origin is another site"
         return "neither Fetch Metadata, an Origin nor the sign-out form's token came with it"
 
     def _sign_out_page(self, request: Request, status: int, *, refused: bool = False) -> Response:

@@ -113,6 +113,7 @@ def app(environ, start_response):
     ({"allowed_tenants": [42]}, "allowed_tenants"),
     ({"allowed_redirect_origins": ("https://ok.example?x=1",)}, "allowed_redirect_origins"),
     ({"allowed_redirect_origins": ("http://ok.example",)}, "allowed_redirect_origins"),
+    ({"allowed_redirect_origins": ("https://ok.example:99999",)}, "allowed_redirect_origins"),
     # http only for loopback, and then only http: no other scheme rides on the exception
     ({"redirect_uri": "ftp://localhost/auth/callback"}, "redirect_uri"),
     ({"redirect_uri": "wss://localhost/auth/callback"}, "redirect_uri"),
@@ -358,8 +359,8 @@ TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
     ({"remote_user_claim": "preferred_username"}, "remote_user_claim", "preferred_username"),
     ({"login_path": "/auth/signin", "logout_path": "/auth/out"}, "logout_path", "/auth/out"),
     ({"post_logout_redirect_uri": "http://localhost:5000/"}, "post_logout_redirect_uri", "http://localhost:5000/"),
-    ({"allowed_redirect_origins": ("http://localhost:3000", "https://Other.Example/")}, "allowed_redirect_origins",
-     ("http://localhost:3000", "https://other.example")),
+    ({"allowed_redirect_origins": ("http://localhost:3000", "https://Other.Example/", "https://third.example:443")},
+     "allowed_redirect_origins", ("http://localhost:3000", "https://other.example", "https://third.example")),
     ({"allowed_tenants": TENANT.upper()}, "allowed_tenants", (TENANT,)),
     ({"oidc_authority": "https://id.example/realm/"}, "oidc_authority", "https://id.example/realm"),
 ], ids=["pending-1", "pending-100000", "timeout-1", "timeout-100000", "replay-0", "replay-1mb", "skew-0",

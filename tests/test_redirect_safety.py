@@ -42,7 +42,7 @@ def test_hostile_next_falls_back_to_the_app(value):
     ("HTTPS://PARTNER.EXAMPLE/back", "HTTPS://PARTNER.EXAMPLE/back"),
     ("https://partner.example", "https://partner.example"),
     ("https://partner.example:8443/back", "/"),
-    ("https://partner.example:443/back", "/"),  # the same origin spelled otherwise is not the one listed
+    ("https://partner.example:443/back", "https://partner.example:443/back"),  # the same origin (RFC 6454)
     ("http://partner.example/back", "/"),
 ], ids=repr)
 def test_paths_of_the_app_and_allowed_origins_pass(value, expected):
@@ -167,3 +167,21 @@ def test_the_retry_link_of_an_error_page_stays_home(provider):
     app = make_testapp(provider, oidc_authority="https://127.0.0.1:9/op")  # nothing listens on port 9
     page = app.get("/", extra_environ={"PATH_INFO": "//evil.example/../todos"}, status=503)
     assert 'href="//' not in page.text and "evil" not in page.text.split("<a", 1)[1]
+
+
+@pytest.mark.parametrize(("url", "origin"), [
+    ("https://App.Example/path?q=1", "https://app.example"),
+    ("https://app.example:443/", "https://app.example"),
+    ("http://app.example:80", "http://app.example"),
+    ("http://app.example:443", "http://app.example:443"),
+    ("https://app.example:8443/x", "https://app.example:8443"),
+    ("https://[::1]:443/", "https://[::1]"),
+    ("https://user:pw@app.example/", "https://app.example"),
+    ("null", ""),
+    ("https://app.example:99999/", ""),
+    ("https://[::1/", ""),
+], ids=["case", "default-https-port", "default-http-port", "other-scheme-port", "port", "ipv6", "userinfo",
+        "opaque", "bad-port", "bad-ipv6"])
+def test_an_origin_is_serialized_as_browsers_do(url, origin):
+    assert origin_of(url) == origin
+

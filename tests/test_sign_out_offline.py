@@ -100,6 +100,9 @@ def test_head_is_the_page_and_other_methods_are_405():
     ({"Sec-Fetch-Site": "same-origin"}, True),
     ({"Origin": "http://localhost"}, True),
     ({"Origin": "HTTP://LOCALHOST"}, True),
+    ({"Origin": "http://localhost:80"}, True),
+    ({"Origin": "http://localhost:8080"}, False),
+    ({"Origin": "https://localhost"}, False),
     ({}, False),
     ({"Sec-Fetch-Site": "cross-site"}, False),
     ({"Sec-Fetch-Site": "same-site", "Origin": "http://localhost"}, False),
@@ -107,7 +110,8 @@ def test_head_is_the_page_and_other_methods_are_405():
     ({"Sec-Fetch-Site": "cross-site", "Origin": "http://localhost"}, False),
     ({"Origin": "https://evil.example"}, False),
     ({"Origin": "null"}, False),
-], ids=["browser", "fetch-metadata", "origin", "origin-in-capitals", "nothing", "cross-site", "same-site",
+], ids=["browser", "fetch-metadata", "origin", "origin-in-capitals", "origin-with-its-default-port",
+        "origin-on-another-port", "origin-of-another-scheme", "nothing", "cross-site", "same-site",
         "user-typed", "fetch-metadata-wins-over-origin", "foreign-origin", "opaque-origin"])
 def test_only_a_post_from_this_apps_pages_signs_out(headers, signed_out):
     told = Told()
@@ -122,6 +126,15 @@ def test_only_a_post_from_this_apps_pages_signs_out(headers, signed_out):
         (form,) = forms(answer.text)
         assert form.action == "/auth/logout"
         assert len(told.of("sign_out.refused")) == 1 and told.of("sign_out") == []
+
+
+@pytest.mark.parametrize("redirect_uri", ["https://app.example:443/auth/callback", "https://APP.example/auth/callback"])
+def test_the_origin_a_browser_sends_matches_a_redirect_uri_written_with_its_default_port_or_capitals(redirect_uri):
+    # A browser serializes its Origin without the scheme's default port, in lower case (RFC 6454 §6.1).
+    app = make_testapp(UNREACHABLE, redirect_uri=redirect_uri)
+    answer = app.post("/auth/logout", headers={"Origin": "https://app.example"}, status="*",
+                      extra_environ={"wsgi.url_scheme": "https", "HTTP_HOST": "internal:8000"})
+    assert answer.status_int == 303, answer.text[:300]
 
 
 def test_a_refusal_names_at_most_40_characters_of_the_fetch_metadata():
