@@ -35,4 +35,7 @@ SESSION_GRANTS = PREFIX + "grants"
 #: Form bodies kept across a sign-in, waiting for their single-use re-submission.
 SESSION_REPLAYS = PREFIX + "replays"
 
+#: msal_wsgi's session keys this request changed and has not flushed to the store (a set).
+UNFLUSHED = PREFIX + "unflushed"
+
 ALL_SESSION_KEYS = (SESSION_CACHE, SESSION_USER, SESSION_FLOWS, SESSION_DONE, SESSION_GRANTS, SESSION_REPLAYS)

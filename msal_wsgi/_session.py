@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any, Callable, NamedTuple, Protocol
 
 from ._environ import (
@@ -47,6 +47,7 @@ from ._environ import (
     SESSION_GRANTS,
     SESSION_REPLAYS,
     SESSION_USER,
+    UNFLUSHED,
 )
 from ._msal import EXPIRY_MARGIN, Redemption, id_token_of, still_fresh
 from ._store import Store, logout_keys, store_of
@@ -293,7 +294,7 @@ class Sessions:
             self._store_known = True
         return self._store
 
-    def view(self, environ: Mapping[str, Any]) -> SessionView:
+    def view(self, environ: MutableMapping[str, Any]) -> SessionView:
         """msal_wsgi's view of this request's session, or :class:`NoSession`."""
         session = environ.get(self._key)
         if session is None:
@@ -305,8 +306,25 @@ class Sessions:
             if cookie_only:
                 raise NoSession(cookie_only=True)
             self._kinds_checked.add(kind)
+        unflushed = environ.setdefault(UNFLUSHED, set())
         return SessionView(session, self._fingerprint, self._codec, self.lifetimes,
-                           lambda: self.store(environ))
+                           lambda: self.store(environ), unflushed)
+
+
+    def written_back(self, environ: MutableMapping[str, Any]) -> SessionView | None:
+        """The view of this request's session when Beaker will write it back as this request holds it, msal_wsgi's
+        keys too, when the response starts: the app asked it to (``save()``), or the session was loaded and
+        Beaker saves the access time (``save_accessed_time``, its default: it writes the data it loaded).
+        ``None`` otherwise (no write, not loaded, not Beaker, a new session)."""
+        session = environ.get(self._key)
+        dirty, accessed = getattr(session, "dirty", None), getattr(session, "accessed", None)
+        if not (callable(dirty) and callable(accessed) and accessed()):
+            return None
+        with _store("could not be loaded"):
+            if not (dirty() or (getattr(session, "save_atime", False) is True and session.is_new is False)):
+                return None
+        view = self.view(environ)
+        return view if view.session_id is not None else None
 
 
 def _cookie_only(session: Any) -> bool:
@@ -322,12 +340,15 @@ class SessionView:
     """
 
     def __init__(self, session: Session, fingerprint: str, codec: Codec | None = None,
-                 lifetimes: Lifetimes = UNLIMITED, store: Callable[[], Store | None] = lambda: None) -> None:
+                 lifetimes: Lifetimes = UNLIMITED, store: Callable[[], Store | None] = lambda: None,
+                 unflushed: set[str] | None = None) -> None:
         self._session = session
         self._fingerprint = fingerprint
         self._codec = codec if codec is not None else Codec()
         self._lifetimes = lifetimes
         self._store = store
+        #: msal_wsgi's keys this request changed and has not flushed (shared by the request's views).
+        self._unflushed = unflushed if unflushed is not None else set()
         self._bound_to: str | None = None  # the session id, once read (it changes only in _renew_id)
 
     @property
@@ -352,6 +373,7 @@ class SessionView:
     def _put(self, key: str, value: Any) -> None:
         """Keep ``value`` under ``key``, sealed for this session's current id."""
         self._session[key] = self._codec.seal(key, self._binding(), value, compress=key in _COMPRESSED)
+        self._unflushed.add(key)
 
     def _binding(self) -> str:
         """What sealed values are bound to: the session id (a session without one: nothing)."""
@@ -377,8 +399,8 @@ class SessionView:
         """What the per-session lock is keyed by: the session id (a session without one locks alone)."""
         return self.session_id or f"unkeyed:{id(self)}"
 
-    def reload(self) -> None:
-        """Take msal_wsgi's keys afresh from the store: another request may have saved newer ones.
+    def reload(self, keys: Iterable[str] = ALL_SESSION_KEYS) -> None:
+        """Take msal_wsgi's ``keys`` afresh from the store: another request may have saved newer ones.
 
         Needs ``get_by_id(id)`` (Beaker); other keys of the session stay as this request has them.
         """
@@ -388,13 +410,20 @@ class SessionView:
             return
         with _store("could not be re-read"):
             stored = get_by_id(sid)
-        fresh = {key: stored.get(key) for key in ALL_SESSION_KEYS} if stored is not None else {}
-        for key in ALL_SESSION_KEYS:
-            if fresh.get(key) is None:
+        for key in keys:
+            value = stored.get(key) if stored is not None else None
+            if value is None:
                 self._session.pop(key, None)
             else:
-                self._session[key] = fresh[key]
+                self._session[key] = value
+            self._unflushed.discard(key)
         self._sync_accessed()
+
+    def take_current_keys(self) -> None:
+        """Before Beaker writes the session back: msal_wsgi's keys as the store has them now, but those this request changed
+        itself. Another request may have rotated the refresh token, taken a kept form's token or signed the
+        user out since this one loaded the session; the save would undo it. Call it under the session's lock."""
+        self.reload([key for key in ALL_SESSION_KEYS if key not in self._unflushed])
 
     def flush(self) -> None:
         """Write msal_wsgi's keys to the store now, not at the end of the request (Beaker defers it).
@@ -424,6 +453,7 @@ class SessionView:
                     else:
                         stored.pop(key, None)
                 stored.save()
+        self._unflushed.clear()
         self._sync_accessed()
 
     def _sync_accessed(self) -> None:
@@ -613,6 +643,7 @@ class SessionView:
         Stores without ``regenerate_id()`` keep their id.
         """
         private = {k: v for k, v in self._session.items() if k.startswith("_")}
+        self._unflushed.update(ALL_SESSION_KEYS)  # under the new id, none of them is in the store
         old_id = self.session_id
         store = self._store()
         self._session.clear()

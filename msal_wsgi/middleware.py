@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
@@ -314,6 +315,8 @@ class MsalMiddleware:
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             nonlocal started
             started = True
+            if answer is self.app and exc_info is None:
+                return self._start_with_current_keys(environ, start_response, status, headers)
             return start_response(status, headers, exc_info)
 
         try:
@@ -322,6 +325,28 @@ class MsalMiddleware:
             if started:
                 raise
             return self._failure(Request(environ), exc)(environ, start_response)
+
+    def _start_with_current_keys(self, environ: WSGIEnvironment, start_response: StartResponse, status: str,
+                                 headers: list[tuple[str, str]]) -> Any:
+        """The app's ``start_response``. When Beaker will write the session back as this request holds it (the
+        app saved it, or ``save_accessed_time``), it does so when the response starts (in ``start_response``,
+        outside this middleware): msal_wsgi's keys are first taken afresh from the store, and the write happens
+        under the session's lock, so that it cannot bring back a refresh token another request rotated
+        meanwhile, a kept form's used token, or a sign-in ended elsewhere. If the store or the lock fails
+        here, Beaker's own write decides."""
+        try:
+            view = self._sessions.written_back(environ)
+        except (SessionUnavailable, NoSession):
+            view = None  # Beaker's own write meets the same store
+        if view is None:
+            return start_response(status, headers)
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(self.settings.session_lock(view.lock_key))
+                view.take_current_keys()
+            except SessionUnavailable as exc:
+                log.warning("msal_wsgi's session keys could not be taken afresh before Beaker's write-back: %s", exc)
+            return start_response(status, headers)
 
     def _failure(self, request: Request, exc: Exception) -> Response:
         """The answer to one of the failures in ``_HANDLED``; others are not ours to answer.
