@@ -13,6 +13,7 @@ import datetime
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -92,6 +93,42 @@ def _issued_by(ca_path: Path, cert_path: Path, key_path: Path) -> bool:
     now = datetime.datetime.now(datetime.timezone.utc)
     return (certificate.not_valid_before_utc <= now < certificate.not_valid_after_utc
             and key.public_key().public_bytes(*spki) == certificate.public_key().public_bytes(*spki))
+
+
+def _hung(process: subprocess.Popen[bytes], report_path: Path) -> str:
+    """What a provider process that never got ready is doing: each thread's state, CPU time and kernel wait
+    channel (from /proc), and the JavaScript stack of node's diagnostic report (SIGUSR2), if it comes."""
+    lines = []
+    for task in sorted(Path(f"/proc/{process.pid}/task").glob("*")):
+        try:
+            stat = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            wchan = (task / "wchan").read_text().strip()
+            name = (task / "comm").read_text().strip()
+        except OSError:
+            continue
+        ticks = os.sysconf("SC_CLK_TCK")
+        lines.append(f"  thread {task.name} {name}: state {stat[0]}, cpu {(int(stat[11]) + int(stat[12])) / ticks:.2f} s, "
+                     f"waiting in {wchan or '-'}")
+    try:
+        process.send_signal(signal.SIGUSR2)
+    except OSError:
+        pass
+    deadline = time.monotonic() + 3.0
+    report = None
+    while time.monotonic() < deadline and report is None:
+        try:
+            report = json.loads(report_path.read_text())
+        except (OSError, ValueError):
+            time.sleep(0.1)
+    if report is None:
+        lines.append("  no diagnostic report within 3 s (the main thread does not come back to the event loop)")
+    else:
+        stack = report.get("javascriptStack", {})
+        lines.append(f"  JavaScript: {stack.get('message', '')}")
+        lines += [f"    {frame}" for frame in stack.get("stack", [])[:15]]
+        handles = [h.get("type") for h in report.get("libuv", []) if h.get("is_active")]
+        lines.append(f"  active libuv handles: {handles}")
+    return "\nprocess:\n" + "\n".join(lines)
 
 
 def make_client_certificate(directory: Path | str, name: str = "client-cert") -> tuple[Path, Path]:
@@ -272,9 +309,12 @@ class DevProvider:
             raise DevProviderError(
                 "node is not installed (needed by devprovider/provider.mjs)"
             )
+        report_path = workdir / "op-report.json"
+        report_path.unlink(missing_ok=True)
         with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
             self.process = subprocess.Popen(
-                [node, str(DEVPROVIDER_DIR / "provider.mjs")],
+                [node, "--report-on-signal", "--report-signal=SIGUSR2", f"--report-directory={workdir}",
+                 f"--report-filename={report_path.name}", str(DEVPROVIDER_DIR / "provider.mjs")],
                 cwd=DEVPROVIDER_DIR,
                 env=child_env,
                 stdin=subprocess.DEVNULL,
@@ -294,6 +334,7 @@ class DevProvider:
                     return self
             code = self.process.poll()
             if code is not None or time.monotonic() > deadline:
+                state = "" if code is not None else _hung(self.process, report_path)
                 self.stop()
                 why = (
                     f"exited with code {code}"
@@ -301,7 +342,8 @@ class DevProvider:
                     else f"not ready in {READY_TIMEOUT:.0f} s"
                 )
                 stderr = stderr_path.read_text(errors="replace").strip()
-                raise DevProviderError(f"devprovider {why}; stderr:\n{stderr}")
+                stdout = stdout_path.read_text(errors="replace").strip()
+                raise DevProviderError(f"devprovider {why}; stderr:\n{stderr}\nstdout:\n{stdout}{state}")
             time.sleep(0.05)
 
     def stop(self) -> None:

@@ -53,7 +53,7 @@
 // Prints "READY <issuer>" on stdout once listening.
 
 import {
-  X509Certificate, createPublicKey, generateKeyPairSync, randomBytes, verify,
+  X509Certificate, createHash, createPublicKey, generateKeyPairSync, randomBytes, verify,
 } from 'node:crypto';
 import { appendFileSync, readFileSync } from 'node:fs';
 import https from 'node:https';
@@ -356,9 +356,12 @@ function log(req, res, started) {
   if (!LOG) return;
   const path = (req.originalUrl || req.url).split('?')[0];
   appendFileSync(LOG, `${JSON.stringify({
-    t: started / 1000, method: req.method, path, status: res.statusCode,
+    t: started / 1000, method: req.method, path, status: res.statusCode, ...req.tokenLog,
   })}\n`);
 }
+
+/** A short fingerprint of a token, for the request log (never the token itself). */
+const fingerprint = (value) => (value ? createHash('sha256').update(String(value)).digest('hex').slice(0, 12) : undefined);
 
 /** The payload of a JWT this provider signed (RS256, its key), or undefined. */
 function verifiedPayload(jwt) {
@@ -462,6 +465,22 @@ server.listen(PORT, '127.0.0.1', () => {
         && ctx.body?.access_token) {
       ctx.body = { ...ctx.body, refresh_in: REFRESH_IN };
     }
+  });
+
+  // The request log tells which refresh token a token request presented and which it was given
+  // (fingerprints), so a test can follow a grant's rotations and tell why one was refused.
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.oidc?.route !== 'token') return;
+    const { params } = ctx.oidc;
+    ctx.req.tokenLog = {
+      grant_type: params?.grant_type,
+      client_id: ctx.oidc.client?.clientId,
+      rt_in: fingerprint(params?.refresh_token),
+      rt_out: fingerprint(ctx.body?.refresh_token),
+      error: ctx.body?.error,
+      error_description: ctx.body?.error_description,
+    };
   });
 
   provider.registerGrantType(OBO_GRANT, onBehalfOf, ['assertion', 'scope', 'requested_token_use']);

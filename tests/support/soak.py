@@ -24,7 +24,8 @@ while it was being served (nothing can answer those; they are reported apart, an
 **Unexpected sign-ins**: after the warm-up, a redirect to the provider or a 401; against the stock
 provider, whose refresh tokens rotate, a user whose refresh the worker kill cut (the provider answered,
 the worker died before saving: the session holds a retired refresh token) signs in once, and that is
-counted apart (:meth:`Soak.refreshes_cut_by_the_kill`). The run *fails*
+counted apart (:meth:`Soak.lost_rotations` follows each refresh token through the provider's log), as is one
+whose answer the provider outage cut. The run *fails*
 (:attr:`Soak.failures`) on any 5xx other than 503, any unanswered request, any lost or duplicated
 item, and any unexpected sign-in.
 """
@@ -119,6 +120,15 @@ class FaultWindow:
     def overlaps(self, answer: Answer) -> bool:
         """Whether the request was in flight during the fault or its recovery."""
         return answer.started <= self.ended + self.plan.recovery and answer.ended >= self.started
+
+
+@dataclass(frozen=True)
+class LostRotation:
+    """A refresh token the provider rotated at ``rotated`` (Unix time) and was given again at ``refused``."""
+
+    rotated: float
+    refused: float
+    cut_by: str  # the fault that explains it, or ""
 
 
 # -- the users ------------------------------------------------------------------------
@@ -297,6 +307,7 @@ class Soak:
     kill_epoch: float | None = None  # the same moment, as the provider's log and the web app's log tell time
     outage_epoch: float | None = None  # when the provider went down, as the logs tell time
     log_mark: int = 0  # where the web app's log stood at the end of the warm-up
+    begin_epoch: float = 0.0  # the end of the warm-up, in Unix time
 
     def __post_init__(self) -> None:
         self.provider = self.proxy.provider
@@ -313,7 +324,7 @@ class Soak:
         _all(self.users, User.warm_up)
         mark = self.provider.mark()
         self.log_mark = len(self.web.log_path.read_bytes())
-        begin = time.monotonic()
+        begin, self.begin_epoch = time.monotonic(), time.time()
         until = begin + self.plan.seconds
         faults = threading.Thread(target=self._faults, args=(begin,), daemon=True)
         faults.start()
@@ -420,36 +431,42 @@ class Soak:
             last[(user, scopes)] = moment
         return duplicates
 
-    def refreshes_cut_by_the_kill(self) -> int:
-        """Refreshes the provider answered in the 3 s before the worker kill that no worker logged as saved:
-        those the killed worker had in hand. With rotating refresh tokens (the stock provider) the provider
-        has retired the old refresh token, which the session still holds: that user signs in again, once.
-        Nothing on the client side can prevent it (the provider would need a grace period for the old one)."""
-        return self._answered_not_saved(self.kill_epoch, 3.0)
+    def lost_rotations(self) -> list[LostRotation]:
+        """Refresh tokens presented again after the provider had rotated them, whose successor no request
+        ever presented: the rotation's answer never reached a saved session. One per refresh token, however
+        many requests presented it (the provider's request log fingerprints the refresh tokens)."""
+        refreshes = [t for t in self.token_requests if t.get("grant_type") == "refresh_token"]
+        presented = {t["rt_in"] for t in self.token_requests if t.get("rt_in")}
+        lost: dict[str, LostRotation] = {}
+        for refused in refreshes:
+            old = refused.get("rt_in")
+            if refused["status"] == 200 or old is None or old in lost:
+                continue
+            rotation = next((t for t in refreshes if t["rt_in"] == old and t["status"] == 200
+                             and t["t"] <= refused["t"]), None)
+            if rotation is not None and rotation.get("rt_out") not in presented:
+                lost[old] = LostRotation(rotation["t"], refused["t"], self._cut_by(rotation["t"]))
+        return list(lost.values())
 
-    def refreshes_cut_by_the_outage(self) -> int:
-        """Refreshes the provider answered in the 2 s before it went down that no worker logged as saved: the
-        proxy's refuse() closes the connections it is serving, so such an answer never reaches the web app (as
-        a network cut would). Against rotating refresh tokens that user signs in again, once, as after a kill."""
-        return self._answered_not_saved(self.outage_epoch, 2.0)
-
-    def _answered_not_saved(self, moment: float | None, before: float) -> int:
-        """Refreshes the provider answered in the ``before`` seconds up to ``moment`` (None: 0) that no worker
-        logged as saved by a second after it."""
-        if moment is None:
-            return 0
-        start, end = moment - before, moment
-        answered = sum(1 for t in self.token_requests if t["status"] == 200 and start <= t["t"] <= end)
-        saved = sum(1 for logged, _, _ in self.refresh_lines() if start <= logged <= end + 1.0)
-        return max(0, answered - saved)
+    def _cut_by(self, moment: float) -> str:
+        """Which fault, if any, explains a rotation at ``moment`` whose answer was lost: the worker kill (the 3 s
+        before it: the killed worker had it in hand) or the outage (the 2 s before it: the proxy closes the
+        connections it serves, as a network cut would). Else ``""``."""
+        if self.kill_epoch is not None and self.kill_epoch - 3.0 <= moment <= self.kill_epoch:
+            return "worker killed"
+        if self.outage_epoch is not None and self.outage_epoch - 2.0 <= moment <= self.outage_epoch:
+            return "provider down"
+        return ""
 
     def refreshes_cut(self) -> int:
-        """Refreshes the provider answered that never reached the web app: the worker kill's and the outage's."""
-        return self.refreshes_cut_by_the_kill() + self.refreshes_cut_by_the_outage()
+        """Rotations whose answer the worker kill or the provider outage cut: against rotating refresh tokens
+        that user signs in again, once. Nothing on the client side can prevent it (the provider would need a
+        grace period for the retired refresh token)."""
+        return sum(1 for lost in self.lost_rotations() if lost.cut_by)
 
     @property
     def excused_sign_ins(self) -> int:
-        """Unexpected sign-ins explained by refreshes the worker kill or the outage cut, against a rotating provider."""
+        """Unexpected sign-ins explained by rotations the worker kill or the outage cut, against a rotating provider."""
         return min(self.unexpected_sign_ins, self.refreshes_cut()) if self.mode == "stock" else 0
 
     @property
@@ -492,9 +509,12 @@ class Soak:
             (f"items: {added} added, {len(lost)} lost, {len(duplicated)} duplicated "
             f"({resent} sent again after an unknown outcome, {resent_added} of them answered 303 in the end)"),
             (f"unexpected sign-ins: {self.unexpected_sign_ins - self.excused_sign_ins} (authorization requests at "
-             f"the provider after the warm-up: {self.authorizations}; {self.excused_sign_ins} sign-in after a refresh "
-             f"the worker kill or the provider outage cut, its rotated refresh token lost: "
-             f"{self.refreshes_cut_by_the_kill()} + {self.refreshes_cut_by_the_outage()} cut)"),
+             f"the provider after the warm-up: {self.authorizations}; {self.excused_sign_ins} sign-ins after a "
+             f"rotation the worker kill or the provider outage cut, its refresh token lost: "
+             f"{self.refreshes_cut()} cut)"),
+            *(f"  refresh token rotated at +{lost.rotated - self.begin_epoch:.2f} s, its successor never used, presented "
+              f"again at +{lost.refused - self.begin_epoch:.2f} s: {lost.cut_by or 'no fault explains it'}"
+              for lost in self.lost_rotations()),
             (f"token requests: {len(self.token_requests)} ({refused_tokens} refused); refreshes logged by the web "
             f"app: {refreshes}, of which {duplicate_refreshes} duplicates (within 1 s for one user and scope, "
             f"refreshes saved late after the Redis pause aside); refreshes the traffic needed: at least "
@@ -513,7 +533,8 @@ class Soak:
             inside.update(id(a) for a in in_window)
             unavailable = sum(1 for a in in_window if a.status == 503)
             lines.append(f"  {window.plan.name:16} {window.ended - window.started:5.1f} s + {window.plan.recovery:.0f}"
-                         f" s: {unavailable:4} x 503 of {len(in_window)} requests")
+                         f" s: {unavailable:4} x 503 of {len(in_window)} requests (at "
+                         f"+{window.epoch - self.begin_epoch:.2f} s)")
         outside = [a for a in self.answers if id(a) not in inside]
         lines.append(f"  {'outside faults':16} {'':12}: {sum(1 for a in outside if a.status == 503):4} x 503 of "
                      f"{len(outside)} requests")
