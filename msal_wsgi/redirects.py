@@ -4,8 +4,9 @@ Open redirects are the classic hole in sign-in middleware (``//evil``, ``/\\evil
 ``/%09/evil``, ``https://app.example.evil``...). The rule here is an allow-list,
 not a deny-list: a relative path that starts with the app's mount point and
 contains only printable, non-space ASCII without backslashes and without an
-empty first segment, even after percent-decoding; or an absolute URL whose
-origin is exactly one of ``allowed_origins``.
+empty first segment, its path part even after percent-decoding (the query may
+encode anything: it cannot name another host); or an absolute URL whose origin
+is exactly one of ``allowed_origins``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def safe_next(value: str | None, *, script_name: str = "", allowed_origins: tupl
     home = (script_name or "") + "/"
     if not value or len(value) > MAX_NEXT_LENGTH or not _plain(value):
         return home
-    decoded = unquote(value)
+    decoded = unquote(value.split("?", 1)[0].split("#", 1)[0])  # the path part: where "//host" tricks live
     if not _plain(decoded):
         return home
     if value.startswith("/"):
