@@ -316,12 +316,13 @@ class Sessions:
         keys too, when the response starts: the app asked it to (``save()``), or the session was loaded and
         Beaker saves the access time (``save_accessed_time``, its default: it writes the data it loaded).
         ``None`` otherwise (no write, not loaded, not Beaker, a new session)."""
-        session = environ.get(self._key)
+        session: Any = environ.get(self._key)
         dirty, accessed = getattr(session, "dirty", None), getattr(session, "accessed", None)
         if not (callable(dirty) and callable(accessed) and accessed()):
             return None
         with _store("could not be loaded"):
-            if not (dirty() or (getattr(session, "save_atime", False) is True and session.is_new is False)):
+            if not (dirty() or (getattr(session, "save_atime", False) is True
+                                and getattr(session, "is_new", True) is False)):
                 return None
         view = self.view(environ)
         return view if view.session_id is not None else None

@@ -11,6 +11,7 @@ request, saved or not. The provider's ``todo-web-rotating`` client rotates refre
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,8 +20,11 @@ from urllib.parse import parse_qs
 
 import pytest
 import webtest
-from support.apps import STALE_AFTER, browser_of, echo_app, make_testapp, sign_in, sign_out
+from support.apps import STALE_AFTER, browser_of, echo_app, make_testapp, settings_for, sign_in, sign_out
+from support.servers import RedisServer
 from support.sessions import session_of
+
+from msal_wsgi import MsalMiddleware
 
 ROTATING = "todo-web-rotating"
 
@@ -88,3 +92,30 @@ def test_a_save_of_the_app_does_not_bring_back_a_sign_in_that_ended_meanwhile(pr
     assert after.status_int == 302 and after.location.startswith(provider.issuer)
     assert session_of(app, sid)["note"] == "written by the app"
 
+
+
+def test_a_store_that_stops_answering_at_the_write_back_is_a_503_and_the_user_stays_signed_in(provider, tmp_path,
+                                                                                             caplog):
+    """Redis (sessions and the refresh lock) paused as the app starts its response: the lock is not had, a
+    WARNING says so, Beaker's own write meets the same store and msal_wsgi answers 503; then the same user."""
+    with RedisServer(tmp_path / "redis") as redis:
+        resumes: list[threading.Timer] = []
+
+        def pausing_app(environ: dict[str, Any], start_response: Any) -> Any:
+            if "pause" in parse_qs(environ.get("QUERY_STRING", "")):
+                environ["beaker.session"]["note"] = "written by the app"
+                environ["beaker.session"].save()
+                redis.pause()
+                resumes.append(threading.Timer(5.0, redis.resume))  # longer than the lock's and the save's 2 s waits
+                resumes[-1].start()
+            return echo_app(environ, start_response)
+
+        app = webtest.TestApp(MsalMiddleware(pausing_app, **settings_for(provider, session_options={
+            "type": "ext:redis", "url": redis.url, "key": "sid", "save_accessed_time": False})))
+        token = sign_in(app, provider).json["token"]["value"]
+        with caplog.at_level(logging.WARNING, logger="msal_wsgi"):
+            answer = app.get("/todos", {"pause": "1"}, status="*")
+        assert answer.status_int == 503 and answer.headers["Retry-After"]
+        assert "could not be taken afresh before Beaker's write-back" in caplog.text
+        resumes[0].join()
+        assert app.get("/todos").json["token"]["value"] == token
