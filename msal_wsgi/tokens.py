@@ -181,6 +181,8 @@ class OnBehalfOf:
     A caller is its bearer token: the cache key is the SHA-256 of that token and the scopes, so a
     downstream token is never served to anyone but the one whose token it was exchanged for. A
     token is kept while msal itself would serve it; at most ``size`` of them, the oldest out first.
+    Parallel requests of one caller for the same scopes exchange once (in this process): the others
+    wait for that exchange and take its token.
 
     :param client: msal, for the on-behalf-of grant.
     :param events: where ``token.on_behalf_of`` is told.
@@ -192,6 +194,7 @@ class OnBehalfOf:
         self._size = size
         self._tokens: dict[tuple[bytes, str], AccessToken] = {}
         self._lock = threading.Lock()
+        self._exchanging: dict[tuple[bytes, str], threading.Lock] = {}  # a lock per key being exchanged
 
     def get(self, assertion: str, caller_id: str, scopes: tuple[str, ...], *,
             claims_challenge: str | None = None) -> AccessToken:
@@ -201,19 +204,35 @@ class OnBehalfOf:
         :class:`~msal_wsgi.InteractionRequired` when the user must consent or satisfy a policy.
         """
         key = (hashlib.sha256(assertion.encode()).digest(), scope_key(scopes))
-        now = time.time()
-        token = self._tokens.get(key)
-        if claims_challenge is None and token is not None and still_fresh(token.expires_on, token.refresh_on, now):
-            self._events(TOKEN_CACHE_HIT, scopes=scopes)
-            return token
-        token = self._client.acquire_on_behalf_of(assertion, scopes, claims_challenge=claims_challenge)
+        if claims_challenge is None:
+            token = self._kept(key)
+            if token is not None:
+                self._events(TOKEN_CACHE_HIT, scopes=scopes)
+                return token
         with self._lock:
-            self._tokens.pop(key, None)
-            while len(self._tokens) >= self._size:
-                del self._tokens[next(iter(self._tokens))]
-            self._tokens[key] = token
+            exchanging = self._exchanging.setdefault(key, threading.Lock())
+        try:
+            with exchanging:
+                if claims_challenge is None:
+                    token = self._kept(key)
+                    if token is not None:  # exchanged by another request while this one waited
+                        return token
+                token = self._client.acquire_on_behalf_of(assertion, scopes, claims_challenge=claims_challenge)
+                with self._lock:
+                    self._tokens.pop(key, None)
+                    while len(self._tokens) >= self._size:
+                        del self._tokens[next(iter(self._tokens))]
+                    self._tokens[key] = token
+        finally:
+            with self._lock:
+                if not exchanging.locked() and self._exchanging.get(key) is exchanging:
+                    del self._exchanging[key]
         self._events(TOKEN_ON_BEHALF_OF, caller=caller_id, scopes=scopes)
         return token
+
+    def _kept(self, key: tuple[bytes, str]) -> AccessToken | None:
+        token = self._tokens.get(key)
+        return token if token is not None and still_fresh(token.expires_on, token.refresh_on, time.time()) else None
 
 
 class OnBehalfAcquirer:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import jwt
 import pytest
@@ -59,6 +61,20 @@ def test_the_downstream_token_is_kept_per_caller(api, users, provider):
     assert again == first and provider.token_requests_since(mark) == []
     bobs = api.get("/api/todolist", {"obo": DOWNSTREAM}, headers=bearer(users["bob"])).json["obo"]["value"]
     assert claims(bobs)["sub"] == "obo-bob" and len(provider.token_requests_since(mark)) == 1
+
+
+def test_parallel_requests_of_one_caller_exchange_once(api, users, provider):
+    mark = provider.mark()
+    barrier = threading.Barrier(8)
+
+    def one(_):  # type: ignore[no-untyped-def]
+        barrier.wait()
+        return api.get("/api/todolist", {"obo": DOWNSTREAM}, headers=bearer(users["bob"])).json["obo"]["value"]
+
+    with ThreadPoolExecutor(8) as pool:
+        tokens = set(pool.map(one, range(8)))
+    assert len(tokens) == 1 and claims(tokens.pop())["sub"] == "obo-bob"
+    assert len(provider.token_requests_since(mark)) == 1
 
 
 def test_an_app_only_caller_has_no_one_to_act_for(api, provider):
