@@ -4,7 +4,8 @@ About a minute per mode on a 2-core machine: sixteen signed-in users mixing page
 and form posts for 48 s, with tokens refreshing 3 s after their issue, while a web worker is killed, the
 provider refuses connections for 8 s, Redis is paused for 5 s and then restarted. It fails on any 5xx
 other than 503, any unanswered request, any item lost or added twice, and any unexpected sign-in (against
-the stock provider, a refresh the worker kill cut is counted apart: its rotated refresh token died with it); the
+the stock provider, a rotation whose answer the worker kill or the provider outage cut is counted apart: the
+session keeps the retired refresh token, and the provider's log shows its successor was never used); the
 report is printed and kept in ``artifacts/soak/<mode>.txt``. ``python -m benchmarks.soak`` runs it with
 other sizes.
 """

@@ -306,6 +306,7 @@ class Soak:
     kill_at: float | None = None
     kill_epoch: float | None = None  # the same moment, as the provider's log and the web app's log tell time
     outage_epoch: float | None = None  # when the provider went down, as the logs tell time
+    outage_closed_epoch: float | None = None  # when the proxy had closed the connections it was serving
     log_mark: int = 0  # where the web app's log stood at the end of the warm-up
     begin_epoch: float = 0.0  # the end of the warm-up, in Unix time
 
@@ -351,6 +352,7 @@ class Soak:
             elif plan.name == "provider down":
                 self.outage_epoch = time.time()
                 self.proxy.refuse()
+                self.outage_closed_epoch = time.time()
                 time.sleep(plan.seconds)
                 self.proxy.accept()
             elif plan.name == "Redis paused":
@@ -449,12 +451,14 @@ class Soak:
         return list(lost.values())
 
     def _cut_by(self, moment: float) -> str:
-        """Which fault, if any, explains a rotation at ``moment`` whose answer was lost: the worker kill (the 3 s
-        before it: the killed worker had it in hand) or the outage (the 2 s before it: the proxy closes the
-        connections it serves, as a network cut would). Else ``""``."""
+        """Which fault, if any, explains a rotation at ``moment`` (when the provider received it) whose answer was
+        lost: the worker kill (the 3 s before it: the killed worker had it in hand) or the outage (from 2 s before
+        it until the proxy had closed the connections it was serving, which can take its half-second poll: an
+        answer on one of them never reaches the web app, as in a network cut). Else ``""``."""
         if self.kill_epoch is not None and self.kill_epoch - 3.0 <= moment <= self.kill_epoch:
             return "worker killed"
-        if self.outage_epoch is not None and self.outage_epoch - 2.0 <= moment <= self.outage_epoch:
+        if (self.outage_epoch is not None and self.outage_closed_epoch is not None
+                and self.outage_epoch - 2.0 <= moment <= self.outage_closed_epoch):
             return "provider down"
         return ""
 
