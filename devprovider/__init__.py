@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -47,6 +48,8 @@ __all__ = [
 
 DEVPROVIDER_DIR = Path(__file__).resolve().parent
 READY_TIMEOUT = 30.0
+#: How many times node is started before a start that never gets ready is an error.
+START_ATTEMPTS = 2
 MAX_STEPS = 20
 #: How oidc-provider's pages that a browser submits by itself submit themselves.
 _AUTO_SUBMIT = "document.forms[0].submit()"
@@ -54,6 +57,10 @@ _AUTO_SUBMIT = "document.forms[0].submit()"
 
 class DevProviderError(RuntimeError):
     """The provider failed to start or answered a browser step unexpectedly."""
+
+
+class _NotReady(Exception):
+    """node did not say READY in time (what it was doing is the message)."""
 
 
 def make_ca(directory: Path | str, *, keep: bool = False) -> tuple[Path, Path, Path]:
@@ -292,8 +299,6 @@ class DevProvider:
         client_pem, client_crt = make_client_certificate(workdir)
         log_path = workdir / "op-requests.jsonl"
         log_path.write_text("")
-        stdout_path = workdir / "op-stdout.log"
-        stderr_path = workdir / "op-stderr.log"
         child_env = dict(os.environ)
         child_env.update(
             OP_PORT=str(port),
@@ -309,41 +314,50 @@ class DevProvider:
             raise DevProviderError(
                 "node is not installed (needed by devprovider/provider.mjs)"
             )
-        report_path = workdir / "op-report.json"
-        report_path.unlink(missing_ok=True)
-        with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-            self.process = subprocess.Popen(
-                [node, "--report-on-signal", "--report-signal=SIGUSR2", f"--report-directory={workdir}",
-                 f"--report-filename={report_path.name}", str(DEVPROVIDER_DIR / "provider.mjs")],
-                cwd=DEVPROVIDER_DIR,
-                env=child_env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-            )
         self.workdir, self.ca_path, self.log_path = workdir, ca_path, log_path
         self.server_cert_path, self.server_key_path = cert_path, key_path
         self.mode = mode
         self.client_certificate_path = client_pem
+        command = [node, "--report-on-signal", "--report-signal=SIGUSR2", f"--report-directory={workdir}",
+                   "--report-filename=op-report.json", str(DEVPROVIDER_DIR / "provider.mjs")]
+        hung = ""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                self._launch(command, child_env, workdir)
+                return self
+            except _NotReady as exc:  # once in a few thousand starts node hangs before it listens
+                hung += f"\nattempt {attempt}: {exc}"
+                if attempt < START_ATTEMPTS:
+                    print(f"devprovider: not ready in {READY_TIMEOUT:.0f} s, starting it again{exc}",
+                          file=sys.stderr, flush=True)
+        raise DevProviderError(f"devprovider not ready in {READY_TIMEOUT:.0f} s, {START_ATTEMPTS} times:{hung}")
+
+    def _launch(self, command: list[str], env: dict[str, str], workdir: Path) -> None:
+        """Run node until it prints READY (then :attr:`issuer` and :attr:`port` are set); raise
+        :class:`_NotReady` if it is still silent after READY_TIMEOUT s, DevProviderError if it exits."""
+        stdout_path, stderr_path = workdir / "op-stdout.log", workdir / "op-stderr.log"
+        report_path = workdir / "op-report.json"
+        report_path.unlink(missing_ok=True)
+        with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
+            self.process = subprocess.Popen(command, cwd=DEVPROVIDER_DIR, env=env, stdin=subprocess.DEVNULL,
+                                            stdout=out, stderr=err)
         deadline = time.monotonic() + READY_TIMEOUT
         while True:
             for line in stdout_path.read_text(errors="replace").splitlines():
                 if line.startswith("READY "):
                     self.issuer = line.split(" ", 1)[1].strip()
                     self.port = urlsplit(self.issuer).port or 443
-                    return self
+                    return
             code = self.process.poll()
             if code is not None or time.monotonic() > deadline:
                 state = "" if code is not None else _hung(self.process, report_path)
                 self.stop()
-                why = (
-                    f"exited with code {code}"
-                    if code is not None
-                    else f"not ready in {READY_TIMEOUT:.0f} s"
-                )
                 stderr = stderr_path.read_text(errors="replace").strip()
                 stdout = stdout_path.read_text(errors="replace").strip()
-                raise DevProviderError(f"devprovider {why}; stderr:\n{stderr}\nstdout:\n{stdout}{state}")
+                if code is not None:
+                    raise DevProviderError(f"devprovider exited with code {code}; stderr:\n{stderr}\n"
+                                           f"stdout:\n{stdout}")
+                raise _NotReady(f"; stderr: {stderr!r}; stdout: {stdout!r}{state}")
             time.sleep(0.05)
 
     def stop(self) -> None:
