@@ -7,10 +7,9 @@ import logging
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-from support.apps import JSON, TODO_READ, make_testapp, sign_in, sign_out
+from support.apps import JSON, TODO_READ, Told, make_testapp, sign_in, sign_out
 from support.environment import ini_settings, msal_env
 from support.sessions import (
     ALL_SESSION_KEYS,
@@ -29,15 +28,8 @@ from msal_wsgi.check import summary
 OTHER_KEY = crypto.make_key()
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, dict[str, Any]]] = []
-
-    def __call__(self, name: str, data: Any) -> None:
-        self.events.append((name, dict(data)))
-
-    def reasons(self) -> list[str]:
-        return [data["reason"] for name, data in self.events if name == "session.unreadable"]
+def unreadable(hook: Told) -> list[str]:
+    return [data["reason"] for data in hook.of("session.unreadable")]
 
 
 def test_the_store_holds_no_token_claim_or_form_in_clear(provider, tmp_path):
@@ -59,7 +51,7 @@ def test_the_store_holds_no_token_claim_or_form_in_clear(provider, tmp_path):
 
 
 def test_a_value_moved_to_another_session_does_not_open_and_is_logged_once(provider, caplog):
-    hook = Recorder()
+    hook = Told()
     alice = make_testapp(provider, on_event=hook)
     sign_in(alice, provider)
     mallory = make_testapp(provider, on_event=hook)
@@ -71,7 +63,7 @@ def test_a_value_moved_to_another_session_does_not_open_and_is_logged_once(provi
         hers.save()
         with caplog.at_level(logging.DEBUG, logger="msal_wsgi"):
             assert mallory.get("/todos", headers=JSON, status=401).json["error"] == "interaction_required"
-    assert hook.reasons()[:1] == ["tampered"] and set(hook.reasons()) == {"tampered"}
+    assert unreadable(hook)[:1] == ["tampered"] and set(unreadable(hook)) == {"tampered"}
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "does not open" in r.getMessage()]
     assert len(warnings) == 1  # once per process and reason; the others at DEBUG
     assert alice.get("/todos").status_int == 200
@@ -114,17 +106,17 @@ def test_keys_rotate_the_first_seals_all_open(provider):
 
 
 def test_a_key_not_in_the_setting_reads_as_signed_out(provider):
-    hook = Recorder()
+    hook = Told()
     app = make_testapp(provider)
     sign_in(app, provider)
     stranger = make_testapp(provider, session_keys=(OTHER_KEY,), on_event=hook)
     stranger.set_cookie("sid", app.cookies["sid"])
     assert stranger.get("/todos", headers=JSON, status=401)
-    assert "unknown_key" in hook.reasons()
+    assert "unknown_key" in unreadable(hook)
 
 
 def test_sessions_of_before_the_keys_and_after_them_read_as_signed_out(provider):
-    hook = Recorder()
+    hook = Told()
     plain = make_testapp(provider, session_keys=(), on_event=hook)
     sign_in(plain, provider)
     assert isinstance(session_of(plain).raw[SESSION_USER], dict)  # unsealed: a development setup
@@ -134,7 +126,7 @@ def test_sessions_of_before_the_keys_and_after_them_read_as_signed_out(provider)
     sign_in(sealed, provider)
     plain.set_cookie("sid", sealed.cookies["sid"])
     assert plain.get("/todos", headers=JSON, status=401)  # sealed, and this app has no key
-    assert {"unsealed", "unknown_key"} <= set(hook.reasons())
+    assert {"unsealed", "unknown_key"} <= set(unreadable(hook))
 
 
 def test_a_sign_out_and_a_new_sign_in_seal_again_for_the_new_session_id(provider):

@@ -6,28 +6,14 @@ import logging
 from typing import Any
 
 import pytest
-from support.apps import JSON, OFFLINE_ISSUER, SECRETS, TODO_READ, make_testapp, sign_in, sign_out
+from support.apps import JSON, OFFLINE_ISSUER, SECRETS, TODO_READ, Told, make_testapp, sign_in, sign_out
 from support.environment import ini_settings
 
 from msal_wsgi import ConfigurationError, Settings
 
 
-class Recorder:
-    """An ``on_event`` hook that keeps what it is told, like a metrics counter would count it."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, dict[str, Any]]] = []
-
-    def __call__(self, name: str, data: Any) -> None:
-        self.events.append((name, dict(data)))
-
-    @property
-    def names(self) -> list[str]:
-        return [name for name, _ in self.events]
-
-
 def test_a_session_tells_its_story(provider, caplog):
-    hook = Recorder()
+    hook = Told()
     app = make_testapp(provider, on_event=hook, response_mode="query")
     with caplog.at_level(logging.DEBUG, logger="msal_wsgi"):
         answer = provider.sign_in(app.get("/todos").location)
@@ -62,7 +48,7 @@ def test_a_session_tells_its_story(provider, caplog):
     ({"state": "never-issued", "code": "x"}, "unknown_state"),
 ], ids=["access-denied", "provider-error", "unknown-state"])
 def test_failed_sign_in_is_a_warning_with_its_reason(provider, caplog, params, reason):
-    hook = Recorder()
+    hook = Told()
     app = make_testapp(provider, on_event=hook)
     with caplog.at_level(logging.WARNING, logger="msal_wsgi"):
         app.get("/auth/callback", params, status=[400, 403])

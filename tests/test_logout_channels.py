@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.apps import JSON, browser_of, make_testapp, return_to_app, sign_out
+from support.apps import JSON, Told, browser_of, make_testapp, return_to_app, sign_out
 from support.misbehaving import MisbehavingProvider
 from support.servers import Browser, RedisServer, free_port, sample_server
 from support.sessions import TEST_SESSION_KEYS, stored_session
@@ -267,21 +267,12 @@ def test_front_channel_logout_of_another_issuer_or_half_given_is_400(rogue, para
     assert app.get("/todos").status_int == 200
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, dict[str, Any]]] = []
-
-    def __call__(self, name: str, data: Any) -> None:
-        self.events.append((name, dict(data)))
-
-
 def test_sign_out_here_takes_the_session_out_of_the_logout_index(rogue):
-    hook = Recorder()
+    hook = Told()
     app = signed_in(rogue, rp(rogue, on_event=hook))
     assert sign_out(app).status_int == 303
     assert post(browser_of(app), logout_token(rogue)).status_int == 200
     assert ("logout.received", {"channel": "backchannel", "by": "sid", "sessions": 0}) in hook.events
-
 
 
 @pytest.mark.parametrize(("body", "content_type"), [

@@ -51,6 +51,11 @@ class Told:
         return [data for told, data in self.events if told == name]
 
     @property
+    def names(self) -> list[str]:
+        """The name of each event, in order."""
+        return [name for name, _ in self.events]
+
+    @property
     def reasons(self) -> list[str]:
         """The reason of each ``sign_in.failed``."""
         return [str(data["reason"]) for data in self.of("sign_in.failed")]
