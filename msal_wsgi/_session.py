@@ -317,13 +317,14 @@ class Sessions:
         Beaker saves the access time (``save_accessed_time``, its default: it writes the data it loaded).
         ``None`` otherwise (no write, not loaded, not Beaker, a new session)."""
         session: Any = environ.get(self._key)
-        dirty, accessed = getattr(session, "dirty", None), getattr(session, "accessed", None)
-        if not (callable(dirty) and callable(accessed) and accessed()):
-            return None
-        with _store("could not be loaded"):
-            if not (dirty() or (getattr(session, "save_atime", False) is True
-                                and getattr(session, "is_new", True) is False)):
+        try:  # on every request that reaches the app: the cheapest test first
+            if not session.accessed():
                 return None
+            # Loaded (accessed): these attributes are read from the loaded session, the store is not asked.
+            if not session.dirty() and not (session.save_atime is True and session.is_new is False):
+                return None
+        except AttributeError:  # not a Beaker session (or none)
+            return None
         view = self.view(environ)
         return view if view.session_id is not None else None
 
