@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from support.apps import complete_sign_in, make_testapp, sign_in, sign_out
 from support.urls import stays_home
 
-from msal_wsgi.redirects import origin_of, safe_next
+from msal_wsgi.redirects import origin_of, safe_next, same_origin
 
 ALLOWED = "https://partner.example"
 
@@ -119,10 +119,23 @@ def test_mounted_app_only_redirects_under_its_mount_point(value, expected):
     ("http://app.example:443", "http://app.example:443"),
     ("https://[::1]:443/", "https://[::1]"),
     ("https://user:pw@app.example/", "https://app.example"),
+    ("https://app.example:442/", "https://app.example:442"), ("https://app.example:444/", "https://app.example:444"),
     ("null", ""), ("https://app.example:99999/", ""), ("https://[::1/", ""),  # no origin
+    ("//app.example/x", ""), ("https:///x", ""),  # no scheme, no host
 ], ids=repr)
 def test_the_origin_of_a_url_is_its_scheme_host_and_port(url, origin):
     assert origin_of(url) == origin
+
+
+@pytest.mark.parametrize(("url", "origins", "same"), [
+    ("https://app.example", ("https://other.example", "https://APP.example:443/auth/callback"), True),
+    ("https://app.example", ("https://other.example", "http://app.example"), False),
+    ("https://app.example", (), False),
+    ("null", ("null",), False),  # an opaque origin is no one's
+    ("", ("",), False),
+], ids=repr)
+def test_same_origin_compares_serialized_origins(url, origins, same):
+    assert same_origin(url, *origins) is same
 
 
 def test_the_options_are_keyword_only():
