@@ -106,6 +106,7 @@ def _hung(process: subprocess.Popen[bytes], report_path: Path) -> str:
     """What a provider process that never got ready is doing: each thread's state, CPU time and kernel wait
     channel (from /proc), and the JavaScript stack of node's diagnostic report (SIGUSR2), if it comes."""
     lines = []
+    ticks = os.sysconf("SC_CLK_TCK")
     for task in sorted(Path(f"/proc/{process.pid}/task").glob("*")):
         try:
             stat = (task / "stat").read_text().rsplit(")", 1)[1].split()
@@ -113,7 +114,6 @@ def _hung(process: subprocess.Popen[bytes], report_path: Path) -> str:
             name = (task / "comm").read_text().strip()
         except OSError:
             continue
-        ticks = os.sysconf("SC_CLK_TCK")
         lines.append(f"  thread {task.name} {name}: state {stat[0]}, cpu {(int(stat[11]) + int(stat[12])) / ticks:.2f} s, "
                      f"waiting in {wchan or '-'}")
     try:

@@ -310,7 +310,6 @@ class Sessions:
         return SessionView(session, self._fingerprint, self._codec, self.lifetimes,
                            lambda: self.store(environ), unflushed)
 
-
     def written_back(self, environ: MutableMapping[str, Any]) -> SessionView | None:
         """The view of this request's session when Beaker will write it back as this request holds it, msal_wsgi's
         keys too, when the response starts: the app asked it to (``save()``), or the session was loaded and
@@ -422,9 +421,10 @@ class SessionView:
         self._sync_accessed()
 
     def take_current_keys(self) -> None:
-        """Before Beaker writes the session back: msal_wsgi's keys as the store has them now, but those this request changed
-        itself. Another request may have rotated the refresh token, taken a kept form's token or signed the
-        user out since this one loaded the session; the save would undo it. Call it under the session's lock."""
+        """Before Beaker writes the session back: msal_wsgi's keys as the store has them now, but those this
+        request changed itself. Another request may have rotated the refresh token, taken a kept form's token
+        or signed the user out since this one loaded the session; the save would undo it. Call it under the
+        session's lock."""
         self.reload([key for key in ALL_SESSION_KEYS if key not in self._unflushed])
 
     def flush(self) -> None:

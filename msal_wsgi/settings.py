@@ -583,10 +583,10 @@ class Settings:
         origins = []
         for origin in self.allowed_redirect_origins:
             _check_url("allowed_redirect_origins", origin, allow_loopback_http=True)
-            parts = urlsplit(origin)
-            if parts.path not in ("", "/") or parts.query or not origin_of(origin):
+            parts, serialized = urlsplit(origin), origin_of(origin)
+            if parts.path not in ("", "/") or parts.query or not serialized:
                 raise ConfigurationError("allowed_redirect_origins", f"{origin!r} must be an origin: scheme://host[:port]")
-            origins.append(origin_of(origin))
+            origins.append(serialized)
         return origins
 
     def _audiences(self) -> tuple[str, ...]:
