@@ -13,13 +13,11 @@ processes each would refresh. The Redis lock is tested against a real Redis serv
 
 from __future__ import annotations
 
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import webtest
-from support.apps import STALE_AFTER, TODO_READ, browser_of, echo_app, make_testapp, settings_for, sign_in
+from support.apps import STALE_AFTER, TODO_READ, browser_of, echo_app, in_parallel, make_testapp, settings_for, sign_in
 from support.environment import msal_env
 from support.faults import Fault
 from support.servers import Browser, GunicornServer, RedisServer, free_port
@@ -33,23 +31,12 @@ ROTATING = "todo-web-rotating"
 SLOW_REFRESH = Fault(delay=1.5)
 
 
-def _in_parallel(count: int, call):
-    barrier = threading.Barrier(count)
-
-    def one(_):
-        barrier.wait()
-        return call()
-
-    with ThreadPoolExecutor(count) as pool:
-        return list(pool.map(one, range(count)))
-
-
 def test_parallel_threads_refresh_once_and_all_succeed(provider):
     app = make_testapp(provider, client_id=ROTATING)
     first = sign_in(app, provider).json["token"]["value"]
     time.sleep(STALE_AFTER)
     mark = provider.mark()
-    answers = _in_parallel(N, lambda: browser_of(app, sid=app.cookies["sid"]).get("/todos"))
+    answers = in_parallel(N, lambda: browser_of(app, sid=app.cookies["sid"]).get("/todos"))
     assert [a.status_int for a in answers] == [200] * N
     tokens = {a.json["token"]["value"] for a in answers}
     assert len(tokens) == 1 and first not in tokens
@@ -60,7 +47,7 @@ def test_the_rotated_refresh_token_is_kept_for_the_next_refresh(provider):
     app = make_testapp(provider, client_id=ROTATING)
     sign_in(app, provider)
     time.sleep(STALE_AFTER)
-    _in_parallel(4, lambda: webtest.TestApp(app.app, cookiejar=app.cookiejar).get("/todos"))
+    in_parallel(4, lambda: webtest.TestApp(app.app, cookiejar=app.cookiejar).get("/todos"))
     mark = provider.mark()
     # Another resource needs the refresh token now: had any request written back the
     # old (rotated, hence revoked) one, this would fail with invalid_grant.
@@ -91,7 +78,7 @@ def test_parallel_requests_across_gunicorn_workers_refresh_once(proxy, tmp_path)
             response = tab.get(web.url + "/todos")
             return response.status_code, response.json()["token"]["value"] if response.status_code == 200 else None
 
-        answers = _in_parallel(3 * N, request)
+        answers = in_parallel(3 * N, request)
         assert [status for status, _ in answers] == [200] * (3 * N)
         assert len({token for _, token in answers}) == 1
         assert len(provider.token_requests_since(mark)) == 1
@@ -121,7 +108,7 @@ def test_two_app_instances_sharing_redis_sessions_and_lock_refresh_once(proxy, t
             tab.set_cookie("sid", cookie)
             return tab.get("/todos")
 
-        answers = _in_parallel(N, request)
+        answers = in_parallel(N, request)
         tokens = {a.json["token"]["value"] for a in answers}
         assert len(tokens) == 1 and first not in tokens
         assert len(provider.token_requests_since(mark)) == 1

@@ -12,13 +12,12 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import jwt
 import pytest
 import requests
 from support.api import app_token, bearer, make_api, user_token
+from support.apps import in_parallel
 
 from devprovider import DevProvider
 from msal_wsgi import MIDDLEWARE, BearerAuth
@@ -65,14 +64,8 @@ def test_the_downstream_token_is_kept_per_caller(api, users, provider):
 
 def test_parallel_requests_of_one_caller_exchange_once(api, users, provider):
     mark = provider.mark()
-    barrier = threading.Barrier(8)
-
-    def one(_):  # type: ignore[no-untyped-def]
-        barrier.wait()
-        return api.get("/api/todolist", {"obo": DOWNSTREAM}, headers=bearer(users["bob"])).json["obo"]["value"]
-
-    with ThreadPoolExecutor(8) as pool:
-        tokens = set(pool.map(one, range(8)))
+    tokens = set(in_parallel(8, lambda: api.get("/api/todolist", {"obo": DOWNSTREAM},
+                                                headers=bearer(users["bob"])).json["obo"]["value"]))
     assert len(tokens) == 1 and claims(tokens.pop())["sub"] == "obo-bob"
     assert len(provider.token_requests_since(mark)) == 1
 
