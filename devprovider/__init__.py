@@ -47,9 +47,9 @@ __all__ = [
 ]
 
 DEVPROVIDER_DIR = Path(__file__).resolve().parent
-READY_TIMEOUT = 30.0
-#: How many times node is started before a start that never gets ready is an error.
-START_ATTEMPTS = 2
+#: How long each start of node may stay silent before it is stopped and, while there are
+#: attempts left, started again; after the last one a start that never got ready is an error.
+READY_TIMEOUTS: tuple[float, ...] = (30.0, 30.0)
 MAX_STEPS = 20
 #: How oidc-provider's pages that a browser submits by itself submit themselves.
 _AUTO_SUBMIT = "document.forms[0].submit()"
@@ -321,27 +321,28 @@ class DevProvider:
         command = [node, "--report-on-signal", "--report-signal=SIGUSR2", f"--report-directory={workdir}",
                    "--report-filename=op-report.json", str(DEVPROVIDER_DIR / "provider.mjs")]
         hung = ""
-        for attempt in range(1, START_ATTEMPTS + 1):
+        timeouts = READY_TIMEOUTS
+        for attempt, timeout in enumerate(timeouts, 1):
             try:
-                self._launch(command, child_env, workdir)
+                self._launch(command, child_env, workdir, timeout)
                 return self
             except _NotReady as exc:  # once in a few thousand starts node hangs before it listens
-                hung += f"\nattempt {attempt}: {exc}"
-                if attempt < START_ATTEMPTS:
-                    print(f"devprovider: not ready in {READY_TIMEOUT:.0f} s, starting it again{exc}",
+                hung += f"\nattempt {attempt}: not ready in {timeout:.0f} s{exc}"
+                if attempt < len(timeouts):
+                    print(f"devprovider: not ready in {timeout:.0f} s, starting it again{exc}",
                           file=sys.stderr, flush=True)
-        raise DevProviderError(f"devprovider not ready in {READY_TIMEOUT:.0f} s, {START_ATTEMPTS} times:{hung}")
+        raise DevProviderError(f"devprovider not ready, {len(timeouts)} times:{hung}")
 
-    def _launch(self, command: list[str], env: dict[str, str], workdir: Path) -> None:
+    def _launch(self, command: list[str], env: dict[str, str], workdir: Path, timeout: float) -> None:
         """Run node until it prints READY (then :attr:`issuer` and :attr:`port` are set); raise
-        :class:`_NotReady` if it is still silent after READY_TIMEOUT s, DevProviderError if it exits."""
+        :class:`_NotReady` if it is still silent after ``timeout`` s, DevProviderError if it exits."""
         stdout_path, stderr_path = workdir / "op-stdout.log", workdir / "op-stderr.log"
         report_path = workdir / "op-report.json"
         report_path.unlink(missing_ok=True)
         with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
             self.process = subprocess.Popen(command, cwd=DEVPROVIDER_DIR, env=env, stdin=subprocess.DEVNULL,
                                             stdout=out, stderr=err)
-        deadline = time.monotonic() + READY_TIMEOUT
+        deadline = time.monotonic() + timeout
         while True:
             for line in stdout_path.read_text(errors="replace").splitlines():
                 if line.startswith("READY "):
