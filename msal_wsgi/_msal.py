@@ -230,14 +230,13 @@ class Provider:
 class IdentityClient:
     """Sign-in, code redemption and silent token acquisition against one authority.
 
-    ``http_session`` is the :class:`requests.Session` msal's requests go through
-    (default: a new one); tests give one with a transport adapter mounted.
+    Every request to the provider (msal's, and the JWKS) goes through ``settings.http_session``.
     """
 
-    def __init__(self, settings: Settings, *, http_session: requests.Session | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._router = CacheRouter()
-        self._http = HttpClient(settings.http_timeout, http_session)
+        self._http = HttpClient(settings.http_timeout, settings.http_session)
         self._http_cache: dict[Any, Any] = {}
         self._app: msal.ConfidentialClientApplication | None = None
         self._provider: Provider | None = None

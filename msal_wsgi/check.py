@@ -198,7 +198,8 @@ def probe_redirect_uri(settings: Settings, discovery: Mapping[str, Any]) -> None
               "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "code_challenge_method": "S256",
               "response_mode": settings.response_mode}
     try:
-        answer = requests.get(endpoint, params=params, allow_redirects=False, timeout=settings.http_timeout)
+        http = settings.http_session if settings.http_session is not None else requests.Session()
+        answer = http.get(endpoint, params=params, allow_redirects=False, timeout=settings.http_timeout)
     except requests.RequestException as exc:
         raise CheckFailed(f"the authorize endpoint {endpoint} cannot be reached: {type(exc).__name__}") from None
     text = answer.text[:20000].lower()

@@ -20,6 +20,8 @@ from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from typing import Any, Callable, TypeVar, Union
 from urllib.parse import urlsplit
 
+import requests
+
 from .authz import Require, Requirements, requirements
 from .crypto import parse_keys
 from .errors import ConfigurationError
@@ -397,6 +399,11 @@ class Settings:
         64 * 1024, parse=_whole_number,
         doc="largest form body (bytes) kept across a sign-in and re-submitted after it; 0: none")
     http_timeout: float = setting(10.0, parse=_seconds, doc="seconds for each request to the provider")
+    http_session: requests.Session | None = setting(
+        None, env=False, compare=False,
+        doc="Python only: the requests.Session that every request to the provider goes through (a proxy, a CA "
+            "bundle, a client certificate or a transport adapter of yours); default: a new one, which honours "
+            "REQUESTS_CA_BUNDLE and the proxy variables")
     allowed_redirect_origins: tuple[str, ...] = setting(
         (), parse=_words, doc="absolute origins next may point to, besides this app")
     allowed_tenants: tuple[str, ...] = setting(
@@ -496,6 +503,9 @@ class Settings:
             raise ConfigurationError("remote_user_claim", "must name a claim, such as preferred_username")
         if not isinstance(self.http_timeout, (int, float)) or not 0 < self.http_timeout <= 300:
             raise ConfigurationError("http_timeout", "must be a number of seconds between 0 and 300")
+        if self.http_session is not None and not isinstance(self.http_session, requests.Session):
+            raise ConfigurationError("http_session", f"must be a requests.Session, not {type(self.http_session).__name__}"
+                                                     " (Python only: there is no ini or environment form)")
         if not self.session_key:
             raise ConfigurationError("session_key", "must name the environ key of the session")
         if self.session_options is not None:

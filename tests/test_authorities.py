@@ -1,10 +1,10 @@
 """Entra workforce tenants, External ID (ciamlogin.com) and B2C authorities, offline.
 
 These hosts cannot be reached from the test machine, so msal's HTTP requests go
-through a transport adapter that answers the discovery documents recorded
+through a transport adapter (on the ``http_session`` setting) that answers the discovery documents recorded
 below (shortened, fields as Entra serves them) and 404s anything else. It is a
 fake of the network only: the settings, msal's authority handling and our
-client are the real ones. That shows which discovery URL msal derives from each
+middleware are the real ones. That shows which discovery URL msal derives from each
 authority and that sign-in and sign-out use the endpoints it announces. Any
 other OpenID Connect provider (``oidc_authority``) is covered end to end by the
 local provider in the rest of the suite.
@@ -14,18 +14,21 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 import urllib3
-from support.apps import TODO_READ
+import webtest
+from support.apps import OFFLINE_ISSUER, TEST_SESSION_KEYS, TODO_READ, make_testapp, sign_out
 from support.urls import query_of
 
-from msal_wsgi import ProviderUnavailable, Settings
-from msal_wsgi._msal import IdentityClient
+from msal_wsgi import Protect, Settings
 
 TENANT_ID = "aaaabbbb-0000-cccc-1111-dddd2222eeee"
+CLIENT_ID = "11112222-bbbb-3333-cccc-4444dddd5555"
+REDIRECT_URI = "https://app.example/auth/callback"
 
 
 def entra_document(base: str, issuer: str) -> dict[str, object]:
@@ -93,33 +96,42 @@ class RecordedDiscovery(requests.adapters.HTTPAdapter):
         return self.build_response(request, raw)
 
 
-def offline_client(authority: str, documents: dict[str, object]) -> tuple[IdentityClient, RecordedDiscovery]:
-    settings = Settings(client_id="11112222-bbbb-3333-cccc-4444dddd5555", client_credential="secret",
-                        authority=authority, redirect_uri="https://app.example/auth/callback")
-    assert settings.authority == authority  # passed to msal unchanged
+def offline_app(authority: str, documents: dict[str, object]) -> tuple[webtest.TestApp, RecordedDiscovery]:
+    """echo_app behind MsalMiddleware at ``authority``, its requests to the provider answered by ``documents``."""
     network = RecordedDiscovery(documents)
     session = requests.Session()
     session.mount("https://", network)
-    return IdentityClient(settings, http_session=session), network
+    app = make_testapp(OFFLINE_ISSUER, settings=Settings(
+        client_id=CLIENT_ID, client_credential="secret", authority=authority, redirect_uri=REDIRECT_URI,
+        protect={"/todos": Protect(read=[TODO_READ])}, session_keys=TEST_SESSION_KEYS,
+        http_session=session))
+    assert app.middleware.settings.authority == authority  # passed to msal unchanged
+    return app, network
 
 
 @pytest.mark.parametrize("authority,discovery_url,document", AUTHORITIES.values(), ids=AUTHORITIES.keys())
 def test_sign_in_and_sign_out_use_the_endpoints_the_authority_announces(authority, discovery_url, document):
-    client, network = offline_client(authority, {discovery_url: document})
-    flow = client.begin_sign_in((TODO_READ,), login_hint="alice@contoso.example")
+    app, network = offline_app(authority, {discovery_url: document})
+    sign_in = app.get("/todos", headers={"Accept": "text/html"}, status=302)
     assert network.asked == [discovery_url]  # tenant discovery only: no instance discovery
-    authorize = urlsplit(flow["auth_uri"])
+    authorize = urlsplit(sign_in.location)
     assert f"{authorize.scheme}://{authorize.netloc}{authorize.path}" == document["authorization_endpoint"]
-    query = query_of(flow["auth_uri"])
-    assert query["client_id"] == "11112222-bbbb-3333-cccc-4444dddd5555"
-    assert query["redirect_uri"] == "https://app.example/auth/callback"
-    assert query["response_mode"] == "form_post" and query["login_hint"] == "alice@contoso.example"
+    query = query_of(sign_in.location)
+    assert query["client_id"] == CLIENT_ID and query["redirect_uri"] == REDIRECT_URI
+    assert query["response_mode"] == "form_post"
     assert query["scope"].split() == [TODO_READ, "offline_access", "openid", "profile"]
-    assert client.end_session_endpoint == document["end_session_endpoint"]
+    hinted = app.get("/auth/login", {"next": "/todos", "login_hint": "alice@contoso.example"}, status=302)
+    assert query_of(hinted.location)["login_hint"] == "alice@contoso.example"
+    signed_out = sign_out(app, headers={"Origin": "https://app.example", "Sec-Fetch-Site": "same-origin"})
+    assert signed_out.status_int == 303, signed_out
+    assert signed_out.location.split("?")[0] == document["end_session_endpoint"]
 
 
-def test_an_unknown_tenant_is_reported_as_the_provider_being_unavailable():
+def test_an_unknown_tenant_is_reported_as_the_provider_being_unavailable(caplog):
     # Entra answers 400 for a tenant that does not exist; here nothing is recorded: 404.
-    client, _ = offline_client("https://login.microsoftonline.com/no-such-tenant", {})
-    with pytest.raises(ProviderUnavailable, match="no-such-tenant"):
-        client.check()
+    app, _ = offline_app("https://login.microsoftonline.com/no-such-tenant", {})
+    with caplog.at_level(logging.ERROR, logger="msal_wsgi"):
+        page = app.get("/todos", headers={"Accept": "text/html"}, status=503)
+    assert "Please try again shortly" in page.text and page.headers["Retry-After"]
+    assert "no-such-tenant" not in page.text and "identity provider unavailable" in caplog.text
+    assert "no-such-tenant" in caplog.text

@@ -8,6 +8,7 @@ import logging
 
 import pytest
 import redis
+import requests
 import webtest
 from beaker.middleware import SessionMiddleware
 from support.apps import OFFLINE_ISSUER
@@ -53,6 +54,7 @@ def app(environ, start_response):
     ({"prompt": "always"}, "prompt"),
     ({"max_pending_sign_ins": 0}, "max_pending_sign_ins"),
     ({"http_timeout": 0}, "http_timeout"),
+    ({"http_session": "https://proxy.example:3128"}, "http_session"),
     ({"login_path": "login"}, "login_path"),
     ({"logout_path": "/auth/login"}, "logout_path"),
     ({"session_options": {"type": "cookie"}}, "session.type"),
@@ -166,6 +168,7 @@ def test_ini_and_env_feed_the_same_settings():
     ({"protect": "/a = x\n/a = y"}, "protect"),
     ({"client_secret": "s", "client_certificate": "/c.pem"}, "client_certificate"),
     ({"client_certificate": "/does/not/exist.pem"}, "client_certificate"),
+    ({"http_session": "requests:Session"}, "http_session"),  # Python only
 ])
 def test_bad_ini_values_are_named(ini, setting):
     base = ini_settings(OFFLINE_ISSUER, protect=None)
@@ -404,9 +407,20 @@ def test_settings_with_other_rules_are_not_equal():
     assert one.protect != {"/todos": Protect("w")} and one.protect != [("/todos", Protect("r"))]
 
 
-def test_the_event_hook_and_the_lock_do_not_make_settings_differ():
+def test_the_event_hook_the_lock_and_the_http_session_do_not_make_settings_differ():
     assert Settings(**GOOD, on_event=print) == Settings(**GOOD, on_event=None)
     assert Settings(**GOOD, session_lock="thread") == Settings(**GOOD)
+    session = requests.Session()
+    with_session = Settings(**GOOD, http_session=session)
+    assert with_session == Settings(**GOOD) and hash(with_session) == hash(Settings(**GOOD))
+    assert with_session.http_session is session and Settings(**GOOD).http_session is None
+
+
+def test_the_http_session_has_no_environment_variable():
+    assert "MSAL_HTTP_SESSION" not in ENV_VARS
+    with pytest.raises(ConfigurationError, match="not a msal_wsgi environment variable") as raised:
+        Settings.from_env({"MSAL_HTTP_SESSION": "x"})
+    assert raised.value.setting == "MSAL_HTTP_SESSION"
 
 
 def test_repr_shows_the_settings_but_no_secret():

@@ -10,24 +10,19 @@ tokens the same provider signs.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import logging
 import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import requests
-import urllib3
+from support.api import EntraOffline
 from support.apps import echo_app, return_to_app
 from support.misbehaving import IdTokenDefects, MisbehavingProvider
 from webtest import TestApp
 
 from msal_wsgi import MsalMiddleware, Protect, Settings
-from msal_wsgi._msal import IdentityClient
-from msal_wsgi.errors import ResponseRejected
 
 READ = "api://rogue/read"
 
@@ -249,88 +244,56 @@ TENANT = "aaaabbbb-0000-cccc-1111-dddd2222eeee"
 OTHER_TENANT = "99998888-7777-6666-5555-444433332222"
 CLIENT = "11112222-bbbb-3333-cccc-4444dddd5555"
 ORGANIZATIONS = "https://login.microsoftonline.com/organizations"
-
-
-class EntraOffline(requests.adapters.HTTPAdapter):
-    """login.microsoftonline.com, which this machine cannot reach: a fake of the network only.
-
-    It answers the recorded multi-tenant discovery document, the JWKS of our misbehaving
-    provider (whose keys sign the id_tokens), and one canned token response per test.
-    """
-
-    def __init__(self, rogue: MisbehavingProvider) -> None:
-        super().__init__()
-        self.rogue = rogue
-        self.token_response: dict[str, Any] = {}
-        base = f"{ORGANIZATIONS}"
-        self.documents: dict[str, Any] = {
-            f"{base}/v2.0/.well-known/openid-configuration": {
-                "issuer": "https://login.microsoftonline.com/{tenantid}/v2.0",
-                "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
-                "token_endpoint": f"{base}/oauth2/v2.0/token",
-                "jwks_uri": f"{base}/discovery/v2.0/keys",
-                "id_token_signing_alg_values_supported": ["RS256"],
-                "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
-                "response_modes_supported": ["query", "fragment", "form_post"],
-            },
-        }
-
-    def send(self, request: requests.PreparedRequest, *args: object, **kwargs: object) -> requests.Response:
-        url = str(request.url).split("?")[0]
-        if url.endswith("/discovery/v2.0/keys"):
-            document: Any = self.rogue.public_jwks()
-        elif url.endswith("/oauth2/v2.0/token"):
-            document = self.token_response
-        else:
-            document = self.documents.get(url, {"error": "not_recorded"})
-        status = 404 if document.get("error") == "not_recorded" else 200
-        raw = urllib3.HTTPResponse(body=io.BytesIO(json.dumps(document).encode()), status=status,
-                                   preload_content=False, headers={"Content-Type": "application/json"})
-        return self.build_response(request, raw)
+ENTRA_READ = "api://todo/ToDoList.Read"
 
 
 def entra_sign_in(rogue: MisbehavingProvider, tid: str, **settings: Any) -> Any:
-    """Redeem a code at an /organizations authority whose token response carries a user of ``tid``."""
+    """Sign in through an /organizations authority whose token response carries a user of ``tid``; the
+    callback's answer. Requests to Entra go through the ``http_session`` setting, to :class:`EntraOffline`."""
     network = EntraOffline(rogue)
-    session = requests.Session()
-    session.mount("https://", network)
-    client = IdentityClient(Settings(client_id=CLIENT, client_secret="secret", authority=ORGANIZATIONS,
-                                     redirect_uri="https://app.example/auth/callback", **settings),
-                            http_session=session)
-    flow = client.begin_sign_in(("api://todo/ToDoList.Read",))
+    app = rp_app(rogue, oidc_authority=None, authority=ORGANIZATIONS, client_id=CLIENT, client_secret="secret",
+                 response_mode="query", protect={"/todos": Protect(read=[ENTRA_READ])}, http_session=network.session(),
+                 **settings)
+    authorize = app.get("/todos", status=302).location
+    assert authorize.startswith(f"{ORGANIZATIONS}/oauth2/v2.0/authorize?"), authorize
+    query = {name: values[0] for name, values in parse_qs(urlsplit(authorize).query).items()}
     now = int(time.time())
     id_token = rogue.sign({"iss": f"https://login.microsoftonline.com/{tid}/v2.0", "aud": CLIENT, "tid": tid,
                            "sub": "pairwise-sub", "oid": "00000000-0000-0000-0000-00000000000a",
-                           "preferred_username": "alice@contoso.example", "iat": now, "nbf": now,
-                           "exp": now + 3600, "nonce": hashlib.sha256(flow["nonce"].encode()).hexdigest()})
+                           "preferred_username": "alice@contoso.example", "name": "Alice", "iat": now,
+                           "nbf": now, "exp": now + 3600, "nonce": query["nonce"]})
     network.token_response = {"token_type": "Bearer", "access_token": rogue.sign({"aud": "api://todo"}),
-                              "expires_in": 3600, "refresh_token": "rt", "id_token": id_token,
-                              "scope": "api://todo/ToDoList.Read"}
-    state = parse_qs(urlsplit(flow["auth_uri"]).query)["state"][0]
-    return client.redeem(flow, {"code": "code", "state": state}, ("api://todo/ToDoList.Read",))
+                              "expires_in": 3600, "refresh_token": "rt", "id_token": id_token, "scope": ENTRA_READ}
+    return app.get("/auth/callback", {"code": "code", "state": query["state"]}, expect_errors=True)
+
+
+def assert_entra_user_signed_in(answer: Any) -> None:
+    assert answer.status_int == 302 and answer.location.endswith("/todos"), answer
+    body = answer.follow().json
+    assert body["user"]["id"] == "00000000-0000-0000-0000-00000000000a" and body["user"]["tenant"] == TENANT
+    assert body["remote_user"] == body["user"]["id"] and body["user"]["username"] == "alice@contoso.example"
 
 
 def test_a_multi_tenant_issuer_template_is_filled_with_the_token_tid(rogue):
-    redemption = entra_sign_in(rogue, TENANT)
-    user = redemption.user
-    assert user.id == "00000000-0000-0000-0000-00000000000a" and user.tenant == TENANT
-    assert user.remote_user() == user.id and user.username == "alice@contoso.example"
+    assert_entra_user_signed_in(entra_sign_in(rogue, TENANT))
 
 
 def test_allowed_tenants_lets_the_listed_tenant_in(rogue):
-    assert entra_sign_in(rogue, TENANT, allowed_tenants=(TENANT,)).user.tenant == TENANT
+    assert_entra_user_signed_in(entra_sign_in(rogue, TENANT, allowed_tenants=(TENANT,)))
 
 
-def test_allowed_tenants_keeps_other_tenants_out_naming_the_tenant(rogue):
-    with pytest.raises(ResponseRejected) as refused:
-        entra_sign_in(rogue, OTHER_TENANT, allowed_tenants=(TENANT,))
-    assert refused.value.rule == "tenant_not_allowed" and OTHER_TENANT in refused.value.detail
+def test_allowed_tenants_keeps_other_tenants_out_naming_the_tenant(rogue, caplog):
+    with caplog.at_level(logging.WARNING, logger="msal_wsgi"):
+        answer = entra_sign_in(rogue, OTHER_TENANT, allowed_tenants=(TENANT,))
+    assert answer.status_int == 403 and "Accounts of your organization cannot sign in" in answer.text
+    assert "sign-in failed (tenant_not_allowed)" in caplog.text and OTHER_TENANT in caplog.text
 
 
-def test_an_issuer_naming_another_tenant_than_tid_is_refused(rogue):
-    with pytest.raises(ResponseRejected) as refused:
-        entra_sign_in_with_issuer(rogue, tid=TENANT, issuer_tenant=OTHER_TENANT)
-    assert refused.value.rule == "invalid_id_token" and "wrong_issuer" in refused.value.detail
+def test_an_issuer_naming_another_tenant_than_tid_is_refused(rogue, caplog):
+    with caplog.at_level(logging.WARNING, logger="msal_wsgi"):
+        answer = entra_sign_in_with_issuer(rogue, tid=TENANT, issuer_tenant=OTHER_TENANT)
+    assert answer.status_int == 400 and "sign-in failed (invalid_id_token)" in caplog.text
+    assert "wrong_issuer" in caplog.text
 
 
 def entra_sign_in_with_issuer(rogue: MisbehavingProvider, *, tid: str, issuer_tenant: str) -> Any:
@@ -422,7 +385,8 @@ def claims_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     return echo_app(environ, start_response)
 
 
-def test_an_entra_token_without_tid_is_refused(rogue):
-    with pytest.raises(ResponseRejected) as refused:
-        entra_sign_in_with_issuer(rogue, tid="", issuer_tenant=TENANT)
-    assert refused.value.rule == "invalid_id_token" and "tid" in refused.value.detail
+def test_an_entra_token_without_tid_is_refused(rogue, caplog):
+    with caplog.at_level(logging.WARNING, logger="msal_wsgi"):
+        answer = entra_sign_in_with_issuer(rogue, tid="", issuer_tenant=TENANT)
+    assert answer.status_int == 400 and "sign-in failed (invalid_id_token)" in caplog.text
+    assert "tid" in caplog.text

@@ -119,11 +119,13 @@ def bearer(token: str, scheme: str = "Bearer") -> dict[str, str]:
 class EntraOffline:
     """login.microsoftonline.com, which this machine cannot reach, for an ``authority``: a fake of the
     network only. It serves Entra's discovery document for the authority's tenant (``organizations``:
-    the ``{tenantid}`` template), and the misbehaving provider's JWKS, whose keys sign the tokens."""
+    the ``{tenantid}`` template), the misbehaving provider's JWKS, whose keys sign the tokens, and
+    :attr:`token_response` at the token endpoint."""
 
     def __init__(self, rogue: MisbehavingProvider, tenant: str = "organizations") -> None:
         self.rogue = rogue
         self.authority = f"https://login.microsoftonline.com/{tenant}"
+        self.token_response: dict[str, Any] = {}
         issuer_tenant = "{tenantid}" if tenant in ("organizations", "common") else tenant
         self.discovery = {
             "issuer": f"https://login.microsoftonline.com/{issuer_tenant}/v2.0",
@@ -131,6 +133,7 @@ class EntraOffline:
             "token_endpoint": f"{self.authority}/oauth2/v2.0/token",
             "jwks_uri": f"{self.authority}/discovery/v2.0/keys",
             "id_token_signing_alg_values_supported": ["RS256"],
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
             "response_modes_supported": ["query", "fragment", "form_post"],
         }
 
@@ -146,8 +149,11 @@ class EntraOffline:
         class Adapter(requests.adapters.HTTPAdapter):
             def send(self, request: requests.PreparedRequest, *args: object, **kwargs: object) -> requests.Response:
                 url = str(request.url).split("?")[0]
-                document: Any = (fake.rogue.public_jwks() if url == fake.discovery["jwks_uri"] else fake.discovery
-                                 if url == f"{fake.authority}/v2.0/.well-known/openid-configuration" else None)
+                document: Any = {
+                    fake.discovery["jwks_uri"]: fake.rogue.public_jwks,
+                    f"{fake.authority}/v2.0/.well-known/openid-configuration": lambda: fake.discovery,
+                    fake.discovery["token_endpoint"]: lambda: fake.token_response,
+                }.get(url, dict)()
                 raw = urllib3.HTTPResponse(body=io.BytesIO(json.dumps(document or {}).encode()),
                                            status=200 if document else 404, preload_content=False,
                                            headers={"Content-Type": "application/json"})

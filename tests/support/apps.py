@@ -82,7 +82,8 @@ def echo_app(environ: dict, start_response: Any) -> list[bytes]:
     body: dict[str, Any] = {
         "path": environ.get("PATH_INFO"),
         "remote_user": environ.get("REMOTE_USER"),
-        "user": user and {"name": user.name, "username": user.username, "sub": user.claims.get("sub")},
+        "user": user and {"name": user.name, "username": user.username, "sub": user.claims.get("sub"), "id": user.id,
+                          "tenant": user.tenant},
         "token": token and {"value": token.value, "expires_on": token.expires_on, "scopes": list(token.scopes)},
     }
     acquire = parse_qs(environ.get("QUERY_STRING", "")).get("acquire")
