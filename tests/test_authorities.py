@@ -21,7 +21,8 @@ import pytest
 import requests
 import urllib3
 import webtest
-from support.apps import OFFLINE_ISSUER, TEST_SESSION_KEYS, TODO_READ, make_testapp, sign_out
+from support.apps import OFFLINE_ISSUER, TODO_READ, make_testapp, sign_out
+from support.sessions import TEST_SESSION_KEYS
 from support.urls import query_of
 
 from msal_wsgi import Protect, Settings

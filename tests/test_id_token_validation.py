@@ -14,12 +14,12 @@ import io
 import logging
 import time
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from support.api import EntraOffline
 from support.apps import echo_app, return_to_app
 from support.misbehaving import IdTokenDefects, MisbehavingProvider
+from support.urls import query_of
 from webtest import TestApp
 
 from msal_wsgi import MsalMiddleware, Protect, Settings
@@ -256,7 +256,7 @@ def entra_sign_in(rogue: MisbehavingProvider, tid: str, **settings: Any) -> Any:
                  **settings)
     authorize = app.get("/todos", status=302).location
     assert authorize.startswith(f"{ORGANIZATIONS}/oauth2/v2.0/authorize?"), authorize
-    query = {name: values[0] for name, values in parse_qs(urlsplit(authorize).query).items()}
+    query = query_of(authorize)
     now = int(time.time())
     id_token = rogue.sign({"iss": f"https://login.microsoftonline.com/{tid}/v2.0", "aud": CLIENT, "tid": tid,
                            "sub": "pairwise-sub", "oid": "00000000-0000-0000-0000-00000000000a",

@@ -149,11 +149,13 @@ class EntraOffline:
         class Adapter(requests.adapters.HTTPAdapter):
             def send(self, request: requests.PreparedRequest, *args: object, **kwargs: object) -> requests.Response:
                 url = str(request.url).split("?")[0]
-                document: Any = {
-                    fake.discovery["jwks_uri"]: fake.rogue.public_jwks,
-                    f"{fake.authority}/v2.0/.well-known/openid-configuration": lambda: fake.discovery,
-                    fake.discovery["token_endpoint"]: lambda: fake.token_response,
-                }.get(url, dict)()
+                document: Any = None
+                if url == fake.discovery["jwks_uri"]:
+                    document = fake.rogue.public_jwks()
+                elif url == f"{fake.authority}/v2.0/.well-known/openid-configuration":
+                    document = fake.discovery
+                elif url == fake.discovery["token_endpoint"]:
+                    document = fake.token_response
                 raw = urllib3.HTTPResponse(body=io.BytesIO(json.dumps(document or {}).encode()),
                                            status=200 if document else 404, preload_content=False,
                                            headers={"Content-Type": "application/json"})
