@@ -56,11 +56,16 @@ def find_interpreter(version: str) -> str | None:
     return next((python for python in candidates if version_of(python) == version), None)
 
 
+#: Under CI (``CI`` set), tracebacks are short (each frame's failing line, then the error): CI's report of a
+#: run keeps only the first lines of each failure, and a long traceback starts with the test's whole source.
+TRACEBACK = ["--tb=short"] if os.environ.get("CI") else []
+
+
 def tests_in_venv(session: nox.Session) -> None:
     """The suite in ``.venv``, as ``./scripts/bootstrap test`` installed it; the whole suite (no
     arguments) also measures msal_wsgi's branch coverage and fails below 95 % (pyproject.toml)."""
     coverage = [] if session.posargs else ["--cov=msal_wsgi", "--cov-report=term", "--cov-fail-under=95"]
-    session.run(str(VENV_PYTHON), "-m", "pytest", *coverage, *session.posargs, external=True)
+    session.run(str(VENV_PYTHON), "-m", "pytest", *TRACEBACK, *coverage, *session.posargs, external=True)
 
 
 #: Left out of the other versions' sessions when the whole suite runs: the soak loads the deployment (gunicorn,
@@ -75,7 +80,7 @@ def tests(session: nox.Session) -> None:
     if not stamp.exists() or any(source.stat().st_mtime > stamp.stat().st_mtime for source in sources):
         session.install("--disable-pip-version-check", "-e", ".[test]")
         stamp.touch()
-    session.run("python", "-m", "pytest", *(session.posargs or ONCE), external=True)
+    session.run("python", "-m", "pytest", *TRACEBACK, *(session.posargs or ONCE), external=True)
 
 
 _venv_version = version_of(VENV_PYTHON)
