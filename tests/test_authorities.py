@@ -12,15 +12,13 @@ local provider in the rest of the suite.
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 from urllib.parse import urlsplit
 
 import pytest
 import requests
-import urllib3
 import webtest
+from support.api import JsonNetwork
 from support.apps import OFFLINE_ISSUER, TODO_READ, make_testapp, sign_out
 from support.sessions import TEST_SESSION_KEYS
 from support.urls import query_of
@@ -79,33 +77,24 @@ AUTHORITIES = {
 }
 
 
-class RecordedDiscovery(requests.adapters.HTTPAdapter):
-    """Answers GETs of recorded documents by exact URL, 404 otherwise; logs every URL asked."""
+class RecordedDiscovery(JsonNetwork):
+    """Answers GETs of recorded documents by exact URL, 404 otherwise."""
 
     def __init__(self, documents: dict[str, object]) -> None:
-        super().__init__()
+        super().__init__(missing={"error": "not_recorded"})
         self.documents = documents
-        self.asked: list[str] = []
 
-    def send(self, request: requests.PreparedRequest, *args: object, **kwargs: object) -> requests.Response:
-        url = str(request.url)
-        self.asked.append(url)
-        found = request.method == "GET" and url in self.documents
-        body = json.dumps(self.documents[url] if found else {"error": "not_recorded"}).encode()
-        raw = urllib3.HTTPResponse(body=io.BytesIO(body), status=200 if found else 404, preload_content=False,
-                                   headers={"Content-Type": "application/json"})
-        return self.build_response(request, raw)
+    def answer(self, request: requests.PreparedRequest) -> object | None:
+        return self.documents.get(str(request.url)) if request.method == "GET" else None
 
 
 def offline_app(authority: str, documents: dict[str, object]) -> tuple[webtest.TestApp, RecordedDiscovery]:
     """echo_app behind MsalMiddleware at ``authority``, its requests to the provider answered by ``documents``."""
     network = RecordedDiscovery(documents)
-    session = requests.Session()
-    session.mount("https://", network)
     app = make_testapp(OFFLINE_ISSUER, settings=Settings(
         client_id=CLIENT_ID, client_credential="secret", authority=authority, redirect_uri=REDIRECT_URI,
         protect={"/todos": Protect(read=[TODO_READ])}, session_keys=TEST_SESSION_KEYS,
-        http_session=session))
+        http_session=network.session()))
     assert app.middleware.settings.authority == authority  # passed to msal unchanged
     return app, network
 

@@ -8,12 +8,15 @@ ones are signed by :class:`~support.misbehaving.MisbehavingProvider`, against wh
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from typing import Any
 from urllib.parse import parse_qs
 
 import msal
+import requests
+import urllib3
 import webtest
 
 from devprovider import DevProvider
@@ -116,13 +119,42 @@ def bearer(token: str, scheme: str = "Bearer") -> dict[str, str]:
     return {"Authorization": f"{scheme} {token}"}
 
 
-class EntraOffline:
+class JsonNetwork(requests.adapters.HTTPAdapter):
+    """A fake of the network only, for hosts this machine cannot reach: each https request gets the JSON
+    document :meth:`answer` gives (200), or ``missing`` (404, default ``{}``) when it gives None;
+    :attr:`asked` logs every URL asked, query included."""
+
+    def __init__(self, missing: object = None) -> None:
+        super().__init__()
+        self.missing = {} if missing is None else missing
+        self.asked: list[str] = []
+
+    def answer(self, request: requests.PreparedRequest) -> object | None:
+        raise NotImplementedError
+
+    def send(self, request: requests.PreparedRequest, *args: object, **kwargs: object) -> requests.Response:
+        self.asked.append(str(request.url))
+        document = self.answer(request)
+        body = json.dumps(self.missing if document is None else document).encode()
+        raw = urllib3.HTTPResponse(body=io.BytesIO(body), status=404 if document is None else 200,
+                                   preload_content=False, headers={"Content-Type": "application/json"})
+        return self.build_response(request, raw)
+
+    def session(self) -> requests.Session:
+        """A requests.Session (for the ``http_session`` setting) whose https requests this fake answers."""
+        session = requests.Session()
+        session.mount("https://", self)
+        return session
+
+
+class EntraOffline(JsonNetwork):
     """login.microsoftonline.com, which this machine cannot reach, for an ``authority``: a fake of the
     network only. It serves Entra's discovery document for the authority's tenant (``organizations``:
     the ``{tenantid}`` template), the misbehaving provider's JWKS, whose keys sign the tokens, and
-    :attr:`token_response` at the token endpoint."""
+    :attr:`token_response` at the token endpoint (404 while it is empty)."""
 
     def __init__(self, rogue: MisbehavingProvider, tenant: str = "organizations") -> None:
+        super().__init__()
         self.rogue = rogue
         self.authority = f"https://login.microsoftonline.com/{tenant}"
         self.token_response: dict[str, Any] = {}
@@ -137,30 +169,12 @@ class EntraOffline:
             "response_modes_supported": ["query", "fragment", "form_post"],
         }
 
-    def session(self) -> Any:
-        """A requests.Session whose https requests this fake answers."""
-        import io
-
-        import requests
-        import urllib3
-
-        fake = self
-
-        class Adapter(requests.adapters.HTTPAdapter):
-            def send(self, request: requests.PreparedRequest, *args: object, **kwargs: object) -> requests.Response:
-                url = str(request.url).split("?")[0]
-                document: Any = None
-                if url == fake.discovery["jwks_uri"]:
-                    document = fake.rogue.public_jwks()
-                elif url == f"{fake.authority}/v2.0/.well-known/openid-configuration":
-                    document = fake.discovery
-                elif url == fake.discovery["token_endpoint"]:
-                    document = fake.token_response
-                raw = urllib3.HTTPResponse(body=io.BytesIO(json.dumps(document or {}).encode()),
-                                           status=200 if document else 404, preload_content=False,
-                                           headers={"Content-Type": "application/json"})
-                return self.build_response(request, raw)
-
-        session = requests.Session()
-        session.mount("https://", Adapter())
-        return session
+    def answer(self, request: requests.PreparedRequest) -> object | None:
+        url = str(request.url).split("?")[0]
+        if url == self.discovery["jwks_uri"]:
+            return self.rogue.public_jwks()
+        if url == f"{self.authority}/v2.0/.well-known/openid-configuration":
+            return self.discovery
+        if url == self.discovery["token_endpoint"]:
+            return self.token_response or None
+        return None
